@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     search_overfetch: int = Field(default=10, ge=1)
 
     batch_max_size: int = Field(default=32, gt=0)
-    batch_max_wait_ms: float = Field(default=5.0, ge=0)
+    batch_max_wait_ms: float = Field(default=0.0, ge=0)  # 0: batch what is queued, no timer
     decode_threads: int = Field(default=2, gt=0)
 
     flat_index_limit: int = Field(default=100_000, gt=0)

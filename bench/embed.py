@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from bench._docs import write_section  # noqa: E402
 from embedder import (  # noqa: E402
     Embedder,
     create_model,
@@ -108,7 +108,7 @@ def main() -> None:
     table = render(rows, decode, args.runs)
     print(table)
     if args.write_docs:
-        write_section(args.write_docs, table)
+        write_section(args.write_docs, SECTION.removeprefix("## "), table)
 
 
 def render(
@@ -144,17 +144,6 @@ def render(
     for m, _, _, _, b32 in rows[1:]:
         lines.append(f"Ratio baseline / {m.split(' ')[0]} at batch 32: {base32 / b32:.1f}x.")
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) only the `## Embedder` section; other sections stay untouched."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,19 @@
-"""Service benchmark: ingest latency, concurrent-upload throughput, search by image id.
+"""Service benchmark: ingest latency, concurrent uploads and search by id, against their references.
 
-Compares, in one run on one machine, the service against the model and FAISS on their own:
-  1. one photo per request: median ingest latency (HTTP, real server) / model forward (1 image)
-  2. 16 concurrent uploaders: images/s / the model's batched throughput
-  3. search by image id at N stored vectors: median service time - FAISS's own search time
-Prints a Markdown section for docs/benchmarks.md (## Service).
+Each figure is set against the component the service wraps, measured in the same run and paired
+round by round (bench/_measure.py) so that the machine's drift cancels out:
+  1. one photo per request over HTTP (real server, real HyperKvasir photos): latency / the
+     model's own forward time for one image                                   (target <= 1.25x)
+  2. N concurrent uploaders: images/s / the model's own batched throughput    (target >= 0.7x)
+  3. search by image id at each --vectors size: the service call - FAISS's own search on the
+     same index object                                                        (target <= 3 ms)
 
-Usage: .venv/bin/python bench/ingest.py [--vectors 100000] [--uploads 24] [--concurrency 16]
+The references run in this process with the same bundle and torch threads as the server; the
+server is idle while they run, and they are idle while the server works.
+
+Usage:
+    .venv/bin/python bench/ingest.py --models baseline vits dual --vectors 100000 1000000 \
+        --write-docs docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import platform
 import signal
 import socket
 import statistics
@@ -41,60 +49,41 @@ from app.db.models import Image as ImageRow  # noqa: E402
 from app.db.session import create_db_engine  # noqa: E402
 from app.db.types import utcnow  # noqa: E402
 from app.services import keys as key_svc  # noqa: E402
-from embedder import Embedder, decode_image, default_bundle_path  # noqa: E402
+from bench._bundles import LABELS, MODELS, bench_bundle  # noqa: E402
+from bench._docs import write_section  # noqa: E402
+from bench._measure import median_diff, median_ratio, paired, timed  # noqa: E402
+from bench._vectors import clustered_vectors  # noqa: E402
+from embedder import Embedder, decode_image  # noqa: E402
 
-PHOTOS = REPO.parent / "shared" / "data" / "hyperkvasir" / "ileum"
-
-
-def _photos(n: int) -> list[bytes]:
-    """n distinct JPEGs made from the real photos (a changed corner pixel per copy)."""
-    base = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))]
-    out = []
-    for i in range(n):
-        img = base[i % len(base)].copy()
-        img.putpixel((i % 50, i // 50), (i % 256, 255, 0))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=92)
-        out.append(buf.getvalue())
-    return out
+PHOTOS = REPO.parent / "shared" / "data" / "hyperkvasir"
+SECTION = "Service"
+MS = 1000.0
 
 
-def _median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+# -- inputs -----------------------------------------------------------------------------------
+class PhotoMaker:
+    """Distinct JPEGs made from the real photos (one changed pixel per copy, so new sha256s)."""
+
+    def __init__(self) -> None:
+        self.base = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.rglob("*.jpg"))]
+        self.next = 0
+
+    def take(self, n: int) -> list[bytes]:
+        out = []
+        for _ in range(n):
+            i, self.next = self.next, self.next + 1
+            img = self.base[i % len(self.base)].copy()
+            img.putpixel((i % 97, (i // 97) % 97), (i % 256, (i // 256) % 256, 7))
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=92)
+            out.append(buf.getvalue())
+        return out
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _server(tmp: Path, url: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = os.environ | {
-        "ENDOSEEK_DATABASE_URL": url,
-        "ENDOSEEK_STORAGE_DIR": str(tmp / "storage"),
-        "ENDOSEEK_INDEX_DIR": str(tmp / "index"),
-        "ENDOSEEK_PORT": str(port),
-        "ENDOSEEK_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "serve"], cwd=REPO, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
 
 
 def _key(url: str, scopes: list[str]) -> str:
@@ -106,60 +95,122 @@ def _key(url: str, scopes: list[str]) -> str:
     return key
 
 
-def bench_model(emb: Embedder, photo: bytes, batch: int) -> tuple[float, float]:
-    """(median forward seconds for one image, batched images/s)."""
-    one = emb.preprocess(decode_image(photo, max_pixels=40_000_000)).unsqueeze(0)
-    many = one.repeat(batch, 1, 1, 1) + torch.rand(batch, 1, 1, 1) * 0.01
-    emb.embed_tensors(one)
-    single = _median_time(lambda: emb.embed_tensors(one), 15)
-    batched = _median_time(lambda: emb.embed_tensors(many), 3)
-    return single, batch / batched
+class Server:
+    """`endoseek serve` in a subprocess on a fresh SQLite database, with one bundle."""
+
+    def __init__(self, work: Path, bundle: Path) -> None:
+        self.url = f"sqlite:///{work / 'service.db'}"
+        migrate.upgrade(self.url)
+        self.headers = {"Authorization": f"Bearer {_key(self.url, ['ingest', 'search'])}"}
+        port = _free_port()
+        env = os.environ | {
+            "ENDOSEEK_DATABASE_URL": self.url,
+            "ENDOSEEK_STORAGE_DIR": str(work / "storage"),
+            "ENDOSEEK_INDEX_DIR": str(work / "index"),
+            "ENDOSEEK_BUNDLE": str(bundle),
+            "ENDOSEEK_INDEX_DEVICE": "cpu",
+            "ENDOSEEK_PORT": str(port),
+            "ENDOSEEK_LOG_LEVEL": "WARNING",
+        }
+        cmd = [sys.executable, "-m", "app.cli.main", "serve"]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env)
+        self.base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers=self.headers, timeout=300)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=120)
 
 
-def bench_ingest(tmp: Path, n: int, concurrency: int) -> tuple[float, float]:
-    """(median single-upload latency s, concurrent images/s) against a real server."""
-    url = f"sqlite:///{tmp / 'ingest.db'}"
-    migrate.upgrade(url)
-    hdr = {"Authorization": f"Bearer {_key(url, ['ingest'])}"}
-    proc, base = _server(tmp, url)
+# -- 1 + 2: ingest ----------------------------------------------------------------------------
+def bench_ingest(kind: str, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Paired single-photo latency and concurrent throughput for one model."""
+    bundle = bench_bundle(kind, work / "bundle")
+    emb = Embedder.from_bundle(bundle, device="cpu")
+    photos = PhotoMaker()
+    sample = photos.take(32)
+    tensors = torch.stack([emb.preprocess(decode_image(p, max_pixels=10**8)) for p in sample])
+    one = tensors[:1]
+    emb.embed_tensors(tensors[: args.batch])  # warm-up
+    server = Server(work, bundle)
     try:
-        with httpx.Client(base_url=base, headers=hdr, timeout=60) as c:
-            pid = c.post("/v1/procedures", json={"source": "b", "external_id": "1"}).json()["id"]
-            path = f"/v1/procedures/{pid}/images"
-            singles = _photos(n + 2)
-            c.post(path, files={"files": ("w.jpg", singles[-1])})  # warm-up
-            lat = []
-            for data in singles[:n]:
-                t = time.perf_counter()
-                r = c.post(path, files={"files": ("p.jpg", data)})
-                lat.append(time.perf_counter() - t)
-                assert r.status_code == 201, r.text
-        blobs = _photos(n * concurrency + n + 2)[n + 2 :]
-        chunks = [blobs[i::concurrency] for i in range(concurrency)]
-        barrier = threading.Barrier(concurrency)
+        with server.client() as c:
+            pid = c.post("/v1/procedures", json={"source": "bench", "external_id": kind}).json()
+            path = f"/v1/procedures/{pid['id']}/images"
 
-        def worker(chunk: list[bytes]) -> None:
-            with httpx.Client(base_url=base, headers=hdr, timeout=120) as c:
+            def post(data: bytes, client: httpx.Client = c) -> None:
+                r = client.post(path, files={"files": ("p.jpg", data)})
+                assert r.status_code == 201, (r.status_code, r.text)
+
+            for data in photos.take(3):  # warm-up: first requests load lazy parts
+                post(data)
+            fwd, lat = paired(
+                lambda: timed(lambda: emb.embed_tensors(one)),
+                lambda: timed(lambda d=photos.take(1)[0]: post(d)),
+                args.uploads,
+            )
+        n = args.concurrency * args.per_client
+        many = tensors.repeat((n + len(tensors) - 1) // len(tensors), 1, 1, 1)[:n]
+
+        def model_rate() -> float:
+            def run() -> None:
+                for s in range(0, n, args.batch):
+                    emb.embed_tensors(many[s : s + args.batch])
+
+            return n / timed(run)
+
+        def service_rate() -> float:
+            blobs = photos.take(n)
+            chunks = [blobs[i :: args.concurrency] for i in range(args.concurrency)]
+            barrier = threading.Barrier(args.concurrency + 1)
+
+            def worker(chunk: list[bytes]) -> None:
+                with server.client() as cc:
+                    barrier.wait()
+                    for data in chunk:
+                        r = cc.post(path, files={"files": ("p.jpg", data)})
+                        assert r.status_code == 201, (r.status_code, r.text)
+
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                futures = [pool.submit(worker, ch) for ch in chunks]
                 barrier.wait()
-                for data in chunk:
-                    r = c.post(path, files={"files": ("p.jpg", data)})
-                    assert r.status_code == 201, (r.status_code, r.text)
+                start = time.perf_counter()
+                for f in futures:
+                    f.result()
+                return n / (time.perf_counter() - start)
 
-        t = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(worker, chunks))
-        rate = len(blobs) / (time.perf_counter() - t)
+        model_rates, service_rates = paired(model_rate, service_rate, args.rounds)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    return statistics.median(lat), rate
+        server.stop()
+    return {
+        "fwd_ms": statistics.median(fwd) * MS,
+        "lat_ms": statistics.median(lat) * MS,
+        "lat_ratio": median_ratio(lat, fwd),
+        "model_rate": statistics.median(model_rates),
+        "service_rate": statistics.median(service_rates),
+        "rate_ratio": median_ratio(service_rates, model_rates),
+        "dim": emb.dim,
+    }
 
 
+# -- 3: search by image id --------------------------------------------------------------------
 def _fill(url: str, emb: Embedder, n: int) -> None:
-    """n random unit vectors of the active model, inserted in bulk."""
+    """n clustered unit vectors of `emb`'s model (the active one), bulk-inserted with rows."""
     engine = create_db_engine(url)
-    rng = np.random.default_rng(0)
     now = utcnow()
+    pid = uuid.uuid4()
     with engine.begin() as conn:
         conn.execute(
             sa.insert(Model).values(
@@ -172,152 +223,191 @@ def _fill(url: str, emb: Embedder, n: int) -> None:
                 created_at=now,
             )
         )
-        pid = uuid.uuid4()
-        conn.execute(
-            sa.insert(Procedure).values(
-                id=pid, source="b", external_id="big", kind="other", created_at=now
-            )
-        )
-    for start in range(0, n, 10_000):
-        m = min(10_000, n - start)
-        vecs = rng.normal(size=(m, emb.dim)).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        conn.execute(sa.insert(Procedure).values(id=pid, source="bench", external_id="big",
+                                                 kind="other", created_at=now))  # fmt: skip
+    step = 50_000
+    for start in range(0, n, step):
+        m = min(step, n - start)
+        vecs = clustered_vectors(m, emb.dim, seed=0, points_seed=start + 1)
+        ids = range(start + 1, start + m + 1)
+        images = [{"id": i, "uid": uuid.uuid4(), "procedure_id": pid, "sha256": f"{i:064x}",
+                   "storage_key": "x", "mime": "image/jpeg", "width": 1, "height": 1,
+                   "bytes": 1, "created_at": now} for i in ids]  # fmt: skip
+        rows = [{"image_id": i, "model_id": emb.bundle_id, "vector": v.astype("<f4").tobytes(),
+                 "created_at": now} for i, v in zip(ids, vecs, strict=True)]  # fmt: skip
         with engine.begin() as conn:
-            conn.execute(
-                sa.insert(ImageRow),
-                [
-                    {
-                        "id": start + i + 1,
-                        "uid": uuid.uuid4(),
-                        "procedure_id": pid,
-                        "sha256": f"{start + i:064x}",
-                        "storage_key": "x",
-                        "mime": "image/jpeg",
-                        "width": 1,
-                        "height": 1,
-                        "bytes": 1,
-                        "created_at": now,
-                    }
-                    for i in range(m)
-                ],
-            )
-            conn.execute(
-                sa.insert(Embedding),
-                [
-                    {
-                        "image_id": start + i + 1,
-                        "model_id": emb.bundle_id,
-                        "vector": vecs[i].astype("<f4").tobytes(),
-                        "created_at": now,
-                    }
-                    for i in range(m)
-                ],
-            )
+            conn.execute(sa.insert(ImageRow), images)
+            conn.execute(sa.insert(Embedding), rows)
+        print(f"  filled {start + m:,} / {n:,}", flush=True)
     engine.dispose()
 
 
-def bench_search(tmp: Path, emb: Embedder, n: int, k: int = 10) -> dict[str, float]:
-    """Median seconds: FAISS alone, the service's search-by-id, and the HTTP route."""
+def bench_search(work: Path, kind: str, n: int, args: argparse.Namespace) -> dict[str, object]:
+    """Paired per query: FAISS alone, the service call, the HTTP route (in-process client)."""
     from fastapi.testclient import TestClient
 
     from app.main import create_app
+    from app.services.search import SearchFilters, SearchService
     from app.settings import Settings
 
-    url = f"sqlite:///{tmp / 'search.db'}"
+    bundle = bench_bundle(kind, work / "bundle")
+    emb = Embedder.from_bundle(bundle, device="cpu")
+    url = f"sqlite:///{work / 'search.db'}"
     migrate.upgrade(url)
+    t0 = time.perf_counter()
     _fill(url, emb, n)
+    fill_s = time.perf_counter() - t0
     hdr = {"Authorization": f"Bearer {_key(url, ['search'])}"}
     settings = Settings(
         _env_file=None,
         database_url=url,
-        storage_dir=tmp / "s2",
-        index_dir=tmp / "i2",
+        storage_dir=work / "storage",
+        index_dir=work / "index",
+        bundle=str(bundle),
         index_device="cpu",
-        flat_index_limit=max(n, 100_000),
     )
     app = create_app(settings, with_ui=False)
-    rng = np.random.default_rng(1)
+    t0 = time.perf_counter()
     with TestClient(app) as client:
+        start_s = time.perf_counter() - t0
         rt = app.state.runtime
-        engine = create_db_engine(url)
-        with engine.connect() as conn:
-            picks = rng.choice(n, 25, replace=False) + 1
-            uids = dict(
-                conn.execute(
-                    sa.select(ImageRow.id, ImageRow.uid).where(
-                        ImageRow.id.in_([int(p) for p in picks])
-                    )
-                ).all()
-            )
-        engine.dispose()
-        from app.services import vectors
-        from app.services.search import SearchFilters, SearchService
-
         svc = SearchService(rt)
-        faiss_t, svc_t, http_t = [], [], []
-        for image_id, uid in uids.items():
-            with rt.sessions() as s:
-                q = vectors.vector_of(s, image_id, rt.index.model_id, rt.index.dim)
+        raw = rt.index.index._store.index  # FAISS's own index object (bench-only access)
+        inner: list[float] = []
+        live_search = rt.index.search
+
+        def timed_search(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             t = time.perf_counter()
-            rt.index.index.search(q[None, :], k + 1)
-            faiss_t.append(time.perf_counter() - t)
+            out = live_search(q, k)
+            inner.append(time.perf_counter() - t)
+            return out
+
+        rt.index.search = timed_search  # instance attribute: times the service's own FAISS call
+        rng = np.random.default_rng(1)
+        picks = [int(p) + 1 for p in rng.choice(n, args.queries, replace=False)]
+        with rt.sessions() as s:
+            uid_of = dict(s.execute(sa.select(ImageRow.id, ImageRow.uid)
+                                    .where(ImageRow.id.in_(picks))).all())  # fmt: skip
+        k = args.k
+        faiss_t, svc_t, http_t = [], [], []
+        for image_id in picks:
+            uid = uid_of[image_id]
+            with rt.sessions() as s:
+                vec, _ = svc.vector_for_image(s, uid)
+            faiss_t.append(timed(lambda v=vec: raw.search(v[None, :], k + 1)))
             with rt.sessions() as s:
                 t = time.perf_counter()
-                vec, img = svc.vector_for_image(s, uid)
-                svc.search(s, vec, k, SearchFilters(), exclude_image_id=img.id)
+                v2, img = svc.vector_for_image(s, uid)
+                hits = svc.search(s, v2, k, SearchFilters(), exclude_image_id=img.id)
                 svc_t.append(time.perf_counter() - t)
+            assert len(hits) == k
             t = time.perf_counter()
             r = client.post("/v1/search", json={"image_id": str(uid), "k": k}, headers=hdr)
             http_t.append(time.perf_counter() - t)
-            assert r.status_code == 200 and len(r.json()["results"]) == k
-        kind = rt.index.index.kind
+            assert r.status_code == 200 and len(r.json()["results"]) == k, r.text
+        index_kind = rt.index.index.kind
+    in_call = inner[0::2]  # service call, then the HTTP route: two index searches per query
     return {
-        "faiss": statistics.median(faiss_t),
-        "service": statistics.median(svc_t),
-        "http": statistics.median(http_t),
-        "kind": kind,
-    }
+        "n": n, "kind": index_kind, "dim": emb.dim, "fill_s": fill_s, "start_s": start_s,
+        "faiss_ms": statistics.median(faiss_t) * MS, "svc_ms": statistics.median(svc_t) * MS,
+        "http_ms": statistics.median(http_t) * MS,
+        "diff_ms": median_diff(svc_t, faiss_t) * MS,
+        "in_call_ms": median_diff(svc_t, in_call) * MS,
+        "http_diff_ms": median_diff(http_t, faiss_t) * MS,
+    }  # fmt: skip
+
+
+# -- report -----------------------------------------------------------------------------------
+def render(args: argparse.Namespace, ingest: dict[str, dict], search: list[dict]) -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                if "model name" in ln), platform.machine())  # fmt: skip
+    load = os.getloadavg()[0]
+    lines = [
+        f"## {SECTION}",
+        "",
+        f"Command: `{args.command}`",
+        "",
+        f"Machine: {os.cpu_count()}-core CPU ({cpu}), torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), SQLite; load average {load:.1f} at the end. "
+        "Every ratio is the median of per-round ratios, each round measuring the reference and "
+        "the service back to back (bench/_measure.py), because this machine's speed drifts by "
+        "tens of percent within minutes.",
+        "",
+    ]
+    if ingest:
+        lines += [
+            f"### Ingest (real server over HTTP; {args.uploads} paired single uploads; "
+            f"{args.rounds} paired rounds of {args.concurrency} uploaders x {args.per_client} "
+            f"photos vs the model on the same photos in batches of {args.batch})",
+            "",
+            "| model | forward, 1 image | ingest, 1 photo | ingest / forward | target "
+            f"| model batched | {args.concurrency} uploaders | uploaders / model | target |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---|",
+        ]
+        for kind, r in ingest.items():
+            lines.append(
+                f"| {LABELS[kind]}, {r['dim']}-d | {r['fwd_ms']:.1f} ms | {r['lat_ms']:.1f} ms "
+                f"| **{r['lat_ratio']:.2f}x** | <= 1.25x | {r['model_rate']:.1f} img/s "
+                f"| {r['service_rate']:.1f} img/s | **{r['rate_ratio']:.2f}x** | >= 0.7x |"
+            )
+        lines.append("")
+    if search:
+        lines += [
+            f"### Search by image id (k={args.k}, {args.queries} queries, paired per query; "
+            "SYNTHETIC clustered vectors, bench/_vectors.py)",
+            "",
+            "| vectors | index | FAISS alone | service call | service - FAISS | "
+            "service - its own FAISS call | HTTP route (in-process client) | target |",
+            "|---:|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in search:
+            lines.append(
+                f"| {r['n']:,} x {r['dim']} | {r['kind']} | {r['faiss_ms']:.2f} ms "
+                f"| {r['svc_ms']:.2f} ms | **+{r['diff_ms']:.2f} ms** | +{r['in_call_ms']:.2f} ms "
+                f"| {r['http_ms']:.2f} ms (+{r['http_diff_ms']:.2f}) | within 3 ms |"
+            )
+        lines.append("")
+        lines.append(
+            "Set-up per size (not part of any figure): "
+            + "; ".join(
+                f"{r['n']:,}: DB fill {r['fill_s']:.0f} s, service start incl. index build "
+                f"{r['start_s']:.0f} s"
+                for r in search
+            )
+            + "."
+        )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vectors", type=int, default=100_000)
-    ap.add_argument("--uploads", type=int, default=24)
+    ap.add_argument("--models", nargs="*", choices=MODELS, default=["baseline", "dual"])
+    ap.add_argument("--vectors", type=int, nargs="*", default=[100_000])
+    ap.add_argument("--search-model", choices=MODELS, default="dual")
+    ap.add_argument("--uploads", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--per-client", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--queries", type=int, default=50)
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--write-docs", type=Path, default=None)
     args = ap.parse_args()
-    emb = Embedder.from_bundle(default_bundle_path())
-    photo = _photos(1)[0]
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        fwd1, model_rate = bench_model(emb, photo, 32)
-        lat, rate = bench_ingest(tmp, args.uploads, args.concurrency)
-        search = bench_search(tmp, emb, args.vectors)
-    ms = 1000.0
-    over_svc = (search["service"] - search["faiss"]) * ms
-    over_http = (search["http"] - search["faiss"]) * ms
-    rows = [
-        f"| one photo, ingest latency (median of {args.uploads}) | {lat * ms:.1f} ms "
-        f"| model forward, 1 image: {fwd1 * ms:.1f} ms | {lat / fwd1:.2f}x | <= 1.25x |",
-        f"| {args.concurrency} concurrent uploaders | {rate:.1f} img/s "
-        f"| model batched (32): {model_rate:.1f} img/s | {rate / model_rate:.2f}x | >= 0.7x |",
-        f"| search by image id, {args.vectors:,} vectors ({search['kind']}), service call "
-        f"| {search['service'] * ms:.2f} ms | FAISS alone: {search['faiss'] * ms:.2f} ms "
-        f"| +{over_svc:.2f} ms | within 3 ms |",
-        f"| same, HTTP route (in-process client) | {search['http'] * ms:.2f} ms "
-        f"| FAISS alone: {search['faiss'] * ms:.2f} ms | +{over_http:.2f} ms | |",
-    ]
-    print("## Service\n")
-    print(
-        f"Command: `.venv/bin/python bench/ingest.py --vectors {args.vectors} "
-        f"--uploads {args.uploads} --concurrency {args.concurrency}`  "
-    )
-    print(
-        f"Machine: {os.cpu_count()}-core CPU (shared with other jobs), torch {torch.__version__}, "
-        f"model `{emb.name}` ({emb.dim}-d), SQLite; ingest through a real server over HTTP.\n"
-    )
-    print("| measure | service | reference | ratio / difference | target |")
-    print("|---|---|---|---|---|")
-    print("\n".join(rows))
+    args.command = ".venv/bin/python bench/ingest.py " + " ".join(sys.argv[1:])
+    ingest, search = {}, []
+    for kind in args.models:
+        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as d:
+            ingest[kind] = bench_ingest(kind, Path(d), args)
+            print(kind, ingest[kind], flush=True)
+    for n in args.vectors:
+        with tempfile.TemporaryDirectory(prefix="bench-search-") as d:
+            search.append(bench_search(Path(d), args.search_model, n, args))
+            print(search[-1], flush=True)
+    text = render(args, ingest, search)
+    print(text)
+    if args.write_docs:
+        write_section(args.write_docs, SECTION, text)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import numpy as np
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 from _vectors import clustered_vectors  # noqa: E402
 
+from bench._docs import write_section  # noqa: E402
 from indexer import FaissIndex  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,18 +212,6 @@ def render(rows: list[dict], probes: dict[str, tuple[str, float]], args: argpars
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or append) this benchmark's section, leaving the other sections alone."""
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + ("" if end < 0 else doc[end:])
-    path.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -251,7 +240,7 @@ def main() -> None:
     text = render(rows, probes, args)
     print(text)
     if not args.no_write:
-        write_section(text, args.out)
+        write_section(args.out, SECTION.removeprefix("## "), text)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,9 @@ from datetime import datetime
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from app.db.models import Image, Label, Procedure
-from app.services import images as image_svc
+from app.db.models import Embedding, Image, Label, Procedure
 from app.services import vectors
 from app.services.errors import ProblemError
 from app.services.ingest import IngestService, Serving, Upload
@@ -58,13 +57,23 @@ class SearchService:
             return serving.batcher.submit(decoded.tensor).result()
 
     def vector_for_image(self, session: Session, uid: uuid.UUID) -> tuple[np.ndarray, Image]:
-        """The stored vector of a live image (from the DB, the source of truth)."""
-        assert self.rt.index is not None
-        img = image_svc.get_live(session, uid)
-        vec = vectors.vector_of(session, img.id, self.rt.index.model_id, self.rt.index.dim)
-        if vec is None:
+        """The stored vector of a live image (from the DB, the source of truth), in one query."""
+        index = self.rt.index
+        assert index is not None
+        row = session.execute(
+            sa.select(Image, Embedding.vector)
+            .outerjoin(
+                Embedding,
+                sa.and_(Embedding.image_id == Image.id, Embedding.model_id == index.model_id),
+            )
+            .where(Image.uid == uid, Image.deleted_at.is_(None))
+        ).first()
+        if row is None:
+            raise ProblemError(404, "image_not_found", "No image with this id.")
+        img, raw = row
+        if raw is None:
             raise ProblemError(409, "not_indexed", "This image has no vector for the active model.")
-        return vec, img
+        return vectors.from_rows([(img.id, raw)], index.dim)[1][0], img
 
     def search(
         self,
@@ -100,23 +109,25 @@ class SearchService:
             if len(hits) >= k or fetch >= total:
                 break
             fetch = min(total, fetch * 4)
-        labels = image_svc.labels_of(session, [i for i, _ in hits])
         rt.metrics.searches.inc()
-        return [
-            Hit(rank, score, rows[i][0], rows[i][1], labels[i])
-            for rank, (i, score) in enumerate(hits, start=1)
-        ]
+        return [Hit(rank, score, *rows[i]) for rank, (i, score) in enumerate(hits, start=1)]
 
     def _resolve(
         self, session: Session, ids: list[int], f: SearchFilters
-    ) -> dict[int, tuple[Image, Procedure]]:
-        """The live images among `ids` that pass the filters, with their procedures."""
+    ) -> dict[int, tuple[Image, Procedure, list[Label]]]:
+        """The live images among `ids` that pass the filters, with procedure and labels.
+
+        One query (labels by outer join): a search by id is a handful of indexed lookups, and
+        each round trip through the ORM costs a few hundred microseconds of the 3 ms budget.
+        """
         if not ids:
             return {}
         q = (
-            sa.select(Image, Procedure)
+            sa.select(Image, Procedure, Label)
             .join(Procedure, Procedure.id == Image.procedure_id)
+            .outerjoin(Label, Label.image_id == Image.id)
             .where(Image.id.in_(ids), Image.deleted_at.is_(None))
+            .order_by(Image.id, Label.id)
         )
         if f.procedure_id is not None:
             q = q.where(Image.procedure_id == f.procedure_id)
@@ -130,5 +141,11 @@ class SearchService:
         if f.date_to is not None:
             q = q.where(when < f.date_to)
         if f.label is not None:
-            q = q.where(sa.exists().where(Label.image_id == Image.id, Label.label == f.label))
-        return {img.id: (img, proc) for img, proc in session.execute(q).all()}
+            wanted = aliased(Label)  # not the outer-joined Label, which lists every label
+            q = q.where(sa.exists().where(wanted.image_id == Image.id, wanted.label == f.label))
+        out: dict[int, tuple[Image, Procedure, list[Label]]] = {}
+        for img, proc, label in session.execute(q):
+            entry = out.setdefault(img.id, (img, proc, []))
+            if label is not None:
+                entry[2].append(label)
+        return out

@@ -115,6 +115,17 @@ def test_search_filters(client: TestClient, headers: dict, synthetic_images) -> 
     assert set(ids(procedure_kind="upper_gi")) == set(b_ids)
     assert set(ids(procedure_id=pids[0])) == set(a_ids[1:])
     assert ids(label="cecum") == [b_ids[0]]
+    # every hit lists all of its labels, the same as the image view (labels come by join)
+    body = {"image_id": a_ids[0], "k": 10}
+    for hit in client.post("/v1/search", json=body, headers=headers["search"]).json()["results"]:
+        shown = client.get(f"/v1/images/{hit['image']['id']}", headers=headers["search"]).json()
+
+        def key(lab: dict) -> tuple:
+            return lab["label"], lab["source"]
+
+        assert sorted(hit["image"]["labels"], key=key) == sorted(shown["labels"], key=key)
+        if hit["image"]["id"] == b_ids[0]:
+            assert "cecum" in [lab["label"] for lab in hit["image"]["labels"]]
     assert ids(date_from="2000-01-01T00:00:00Z", date_to="2001-01-01T00:00:00Z") == []
     scores = [
         h["score"]

@@ -1,0 +1,49 @@
+"""The service and re-index benchmarks still run end to end (tiny sizes; no timing asserted)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], tmp_path: Path) -> str:
+    doc = tmp_path / "benchmarks.md"
+    cmd = [sys.executable, *args, "--write-docs", str(doc)]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return doc.read_text()
+
+
+@pytest.mark.slow
+def test_service_benchmark_reports_every_target(tmp_path: Path) -> None:
+    text = _run(
+        ["bench/ingest.py", "--models", "baseline", "--uploads", "2", "--rounds", "1",
+         "--concurrency", "2", "--per-client", "2", "--vectors", "300", "--queries", "3",
+         "--search-model", "baseline"],
+        tmp_path,
+    )  # fmt: skip
+    assert "## Service" in text
+    assert re.search(r"\*\*\d+\.\d\dx\*\* \| <= 1\.25x", text)  # ingest / forward
+    assert re.search(r"\*\*\d+\.\d\dx\*\* \| >= 0\.7x", text)  # uploaders / model
+    assert re.search(r"\| 300 x 848 \| flat \|.*\*\*\+?-?\d+\.\d\d ms\*\*", text)
+
+
+@pytest.mark.slow
+def test_reindex_benchmark_reports_paired_rounds(tmp_path: Path) -> None:
+    text = _run(
+        ["bench/reindex.py", "--model", "baseline", "--photos", "16", "--size", "96",
+         "--batch", "8", "--rounds", "2"],
+        tmp_path,
+    )  # fmt: skip
+    assert "### target model: baseline" in text
+    assert len(re.findall(r"^\| [12] \| \d+\.\d \|", text, re.M)) == 2
+    assert re.search(r"median of 2 paired rounds: \*\*\d+\.\d\dx\*\*", text)
+    assert "job status completed" in text
