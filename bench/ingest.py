@@ -57,6 +57,8 @@ from embedder import Embedder, decode_image  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "data" / "hyperkvasir"
 SECTION = "Service"
+INGEST = "Ingest"
+SEARCH = "Search by image id"
 MS = 1000.0
 
 
@@ -318,66 +320,65 @@ def bench_search(work: Path, kind: str, n: int, args: argparse.Namespace) -> dic
 
 
 # -- report -----------------------------------------------------------------------------------
-def render(args: argparse.Namespace, ingest: dict[str, dict], search: list[dict]) -> str:
+def _machine(args: argparse.Namespace) -> list[str]:
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
                 if "model name" in ln), platform.machine())  # fmt: skip
-    load = os.getloadavg()[0]
-    lines = [
-        f"## {SECTION}",
-        "",
+    return [
         f"Command: `{args.command}`",
         "",
         f"Machine: {os.cpu_count()}-core CPU ({cpu}), torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), SQLite; load average {load:.1f} at the end. "
-        "Every ratio is the median of per-round ratios, each round measuring the reference and "
-        "the service back to back (bench/_measure.py), because this machine's speed drifts by "
-        "tens of percent within minutes.",
+        f"({torch.get_num_threads()} threads), SQLite; load average {os.getloadavg()[0]:.1f} "
+        "at the end.",
         "",
     ]
-    if ingest:
-        lines += [
-            f"### Ingest (real server over HTTP; {args.uploads} paired single uploads; "
-            f"{args.rounds} paired rounds of {args.concurrency} uploaders x {args.per_client} "
-            f"photos vs the model on the same photos in batches of {args.batch})",
-            "",
-            "| model | forward, 1 image | ingest, 1 photo | ingest / forward | target "
-            f"| model batched | {args.concurrency} uploaders | uploaders / model | target |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---|",
-        ]
-        for kind, r in ingest.items():
-            lines.append(
-                f"| {LABELS[kind]}, {r['dim']}-d | {r['fwd_ms']:.1f} ms | {r['lat_ms']:.1f} ms "
-                f"| **{r['lat_ratio']:.2f}x** | <= 1.25x | {r['model_rate']:.1f} img/s "
-                f"| {r['service_rate']:.1f} img/s | **{r['rate_ratio']:.2f}x** | >= 0.7x |"
-            )
-        lines.append("")
-    if search:
-        lines += [
-            f"### Search by image id (k={args.k}, {args.queries} queries, paired per query; "
-            "SYNTHETIC clustered vectors, bench/_vectors.py)",
-            "",
-            "| vectors | index | FAISS alone | service call | service - FAISS | "
-            "service - its own FAISS call | HTTP route (in-process client) | target |",
-            "|---:|---|---:|---:|---:|---:|---:|---|",
-        ]
-        for r in search:
-            lines.append(
-                f"| {r['n']:,} x {r['dim']} | {r['kind']} | {r['faiss_ms']:.2f} ms "
-                f"| {r['svc_ms']:.2f} ms | **+{r['diff_ms']:.2f} ms** | +{r['in_call_ms']:.2f} ms "
-                f"| {r['http_ms']:.2f} ms (+{r['http_diff_ms']:.2f}) | within 3 ms |"
-            )
-        lines.append("")
+
+
+def render_ingest(args: argparse.Namespace, ingest: dict[str, dict]) -> str:
+    lines = [
+        f"### {INGEST}",
+        "",
+        *_machine(args),
+        f"Real server over HTTP, real HyperKvasir photos: {args.uploads} paired single uploads; "
+        f"{args.rounds} paired rounds of {args.concurrency} uploaders x {args.per_client} photos "
+        f"vs the model on the same photos in batches of {args.batch}.",
+        "",
+        "| model | forward, 1 image | ingest, 1 photo | ingest / forward | target "
+        f"| model batched | {args.concurrency} uploaders | uploaders / model | target |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for kind, r in ingest.items():
         lines.append(
-            "Set-up per size (not part of any figure): "
-            + "; ".join(
-                f"{r['n']:,}: DB fill {r['fill_s']:.0f} s, service start incl. index build "
-                f"{r['start_s']:.0f} s"
-                for r in search
-            )
-            + "."
+            f"| {LABELS[kind]}, {r['dim']}-d | {r['fwd_ms']:.1f} ms | {r['lat_ms']:.1f} ms "
+            f"| **{r['lat_ratio']:.2f}x** | <= 1.25x | {r['model_rate']:.1f} img/s "
+            f"| {r['service_rate']:.1f} img/s | **{r['rate_ratio']:.2f}x** | >= 0.7x |"
         )
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+def render_search(args: argparse.Namespace, search: list[dict]) -> str:
+    lines = [
+        f"### {SEARCH}",
+        "",
+        *_machine(args),
+        f"k={args.k}, {args.queries} queries, paired per query; SYNTHETIC clustered vectors "
+        "(bench/_vectors.py) of the `--search-model` dimension.",
+        "",
+        "| vectors | index | FAISS alone | service call | service - FAISS | "
+        "service - its own FAISS call | HTTP route (in-process client) | target |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in search:
+        lines.append(
+            f"| {r['n']:,} x {r['dim']} | {r['kind']} | {r['faiss_ms']:.2f} ms "
+            f"| {r['svc_ms']:.2f} ms | **+{r['diff_ms']:.2f} ms** | +{r['in_call_ms']:.2f} ms "
+            f"| {r['http_ms']:.2f} ms (+{r['http_diff_ms']:.2f}) | within 3 ms |"
+        )
+    setup = "; ".join(
+        f"{r['n']:,}: DB fill {r['fill_s']:.0f} s, service start incl. index build "
+        f"{r['start_s']:.0f} s"
+        for r in search
+    )
+    return "\n".join([*lines, "", f"Set-up per size (not part of any figure): {setup}.", ""])
 
 
 def main() -> None:
@@ -404,10 +405,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-search-") as d:
             search.append(bench_search(Path(d), args.search_model, n, args))
             print(search[-1], flush=True)
-    text = render(args, ingest, search)
-    print(text)
-    if args.write_docs:
-        write_section(args.write_docs, SECTION, text)
+    parts = []
+    if ingest:
+        parts.append((INGEST, render_ingest(args, ingest)))
+    if search:
+        parts.append((SEARCH, render_search(args, search)))
+    for name, text in parts:
+        print(text)
+        if args.write_docs:
+            write_section(args.write_docs, SECTION, text, subsection=name)
 
 
 if __name__ == "__main__":

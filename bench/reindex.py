@@ -114,6 +114,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         print(
             f"round {r + 1}: model {models[-1]:.1f}, re-index {pipelines[-1]:.1f} img/s "
             f"({ratio:.2f}x)",
+            flush=True,
         )
     return {"photos": len(files), "dim": emb.dim, "statuses": sorted(set(statuses)),
             "models": models, "pipelines": pipelines, "totals": totals,
