@@ -1,4 +1,4 @@
-"""Timing helpers: medians, and paired rounds that make ratios robust to a noisy machine.
+"""Timing helpers: paired rounds that make ratios robust to a noisy machine.
 
 On a shared machine the speed of the same code drifts by tens of percent within minutes, so a
 ratio of two medians taken minutes apart can say anything. Every ratio the benchmarks report is
@@ -18,11 +18,6 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def median_s(fn: Callable[[], object], repeat: int) -> float:
-    """Median seconds of `repeat` calls."""
-    return statistics.median(timed(fn) for _ in range(repeat))
 
 
 def paired(

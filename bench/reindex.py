@@ -31,7 +31,7 @@ from app.services.job_exec import JobContext  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench._bundles import LABELS, PRESETS, bench_bundle  # noqa: E402
 from bench._docs import write_section  # noqa: E402
-from bench._measure import median_ratio  # noqa: E402
+from bench._measure import median_ratio, timed  # noqa: E402
 from embedder import (  # noqa: E402
     Embedder,
     create_model,
@@ -60,10 +60,12 @@ def target_bundle(kind: str, out: Path, round_no: int) -> Path:
 def model_rate(emb: Embedder, tensors: torch.Tensor, batch: int) -> float:
     """The model's own throughput on preprocessed photos in memory, in batches, images/s."""
     emb.embed_tensors(tensors[:batch])  # warm-up
-    start = time.perf_counter()
-    for i in range(0, len(tensors), batch):
-        emb.embed_tensors(tensors[i : i + batch])
-    return len(tensors) / (time.perf_counter() - start)
+
+    def all_batches() -> None:
+        for i in range(0, len(tensors), batch):
+            emb.embed_tensors(tensors[i : i + batch])
+
+    return len(tensors) / timed(all_batches)
 
 
 def preprocessed(emb: Embedder, files: list[Path]) -> torch.Tensor:
