@@ -45,6 +45,9 @@ class Settings(BaseSettings):
 
     flat_index_limit: int = Field(default=100_000, gt=0)
     index_device: Literal["auto", "cpu", "gpu"] = "auto"
+    # OpenMP threads per search (0: FAISS's default, every core). Concurrent requests already
+    # use the cores; one thread per query avoids oversubscription (indexer/faiss_index.py).
+    index_search_threads: int = Field(default=1, ge=0)
     snapshot_interval_s: float = Field(default=300.0, gt=0)
     model_check_interval_s: float = Field(default=5.0, gt=0)  # notice re-index flips by others
     jobs_auto_resume: bool = False  # resume interrupted batch jobs when the server starts

@@ -34,12 +34,17 @@ class IndexService:
         dim: int,
         hnsw_threshold: int = 100_000,
         device: str = "auto",
+        search_threads: int | None = None,
     ) -> None:
         self._sessions = session_factory
         self.index_dir = Path(index_dir)
         self.model_id = model_id
         self.dim = dim
-        self._index_kw = {"hnsw_threshold": hnsw_threshold, "device": device}
+        self._index_kw = {
+            "hnsw_threshold": hnsw_threshold,
+            "device": device,
+            "search_threads": search_threads,
+        }
         self._index: FaissIndex | None = None
         self._swap_lock = threading.RLock()
         self._dirty = 0
@@ -58,6 +63,7 @@ class IndexService:
             dim=dim,
             hnsw_threshold=settings.flat_index_limit,
             device=settings.index_device,
+            search_threads=settings.index_search_threads or None,
         )
 
     # -- lifecycle --------------------------------------------------------------------------

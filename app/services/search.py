@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -31,6 +33,17 @@ class SearchFilters:
     def any(self) -> bool:
         return any(v is not None for v in vars(self).values())
 
+    def active(self) -> dict[str, Any]:
+        """The filters that are set, by name (the bound values of the resolve statement)."""
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+class QueryImage(NamedTuple):
+    """What a search by id needs of its query image."""
+
+    id: int
+    procedure_id: uuid.UUID
+
 
 @dataclass
 class Hit:
@@ -56,24 +69,18 @@ class SearchService:
         with self.rt.metrics.step("embed", "search"):
             return serving.batcher.submit(decoded.tensor).result()
 
-    def vector_for_image(self, session: Session, uid: uuid.UUID) -> tuple[np.ndarray, Image]:
+    def vector_for_image(self, session: Session, uid: uuid.UUID) -> tuple[np.ndarray, QueryImage]:
         """The stored vector of a live image (from the DB, the source of truth), in one query."""
         index = self.rt.index
         assert index is not None
-        row = session.execute(
-            sa.select(Image, Embedding.vector)
-            .outerjoin(
-                Embedding,
-                sa.and_(Embedding.image_id == Image.id, Embedding.model_id == index.model_id),
-            )
-            .where(Image.uid == uid, Image.deleted_at.is_(None))
-        ).first()
+        row = session.execute(_VECTOR_FOR_IMAGE, {"uid": uid, "model_id": index.model_id}).first()
         if row is None:
             raise ProblemError(404, "image_not_found", "No image with this id.")
-        img, raw = row
+        image_id, procedure_id, raw = row
         if raw is None:
             raise ProblemError(409, "not_indexed", "This image has no vector for the active model.")
-        return vectors.from_rows([(img.id, raw)], index.dim)[1][0], img
+        vector = vectors.from_rows([(image_id, raw)], index.dim)[1][0]
+        return vector, QueryImage(image_id, procedure_id)
 
     def search(
         self,
@@ -115,37 +122,56 @@ class SearchService:
     def _resolve(
         self, session: Session, ids: list[int], f: SearchFilters
     ) -> dict[int, tuple[Image, Procedure, list[Label]]]:
-        """The live images among `ids` that pass the filters, with procedure and labels.
-
-        One query (labels by outer join): a search by id is a handful of indexed lookups, and
-        each round trip through the ORM costs a few hundred microseconds of the 3 ms budget.
-        """
+        """The live images among `ids` that pass the filters, with procedure and labels."""
         if not ids:
             return {}
-        q = (
-            sa.select(Image, Procedure, Label)
-            .join(Procedure, Procedure.id == Image.procedure_id)
-            .outerjoin(Label, Label.image_id == Image.id)
-            .where(Image.id.in_(ids), Image.deleted_at.is_(None))
-            .order_by(Image.id, Label.id)
-        )
-        if f.procedure_id is not None:
-            q = q.where(Image.procedure_id == f.procedure_id)
-        if f.exclude_procedure_id is not None:
-            q = q.where(Image.procedure_id != f.exclude_procedure_id)
-        if f.procedure_kind is not None:
-            q = q.where(Procedure.kind == f.procedure_kind)
-        when = sa.func.coalesce(Image.captured_at, Image.created_at)
-        if f.date_from is not None:
-            q = q.where(when >= f.date_from)
-        if f.date_to is not None:
-            q = q.where(when < f.date_to)
-        if f.label is not None:
-            wanted = aliased(Label)  # not the outer-joined Label, which lists every label
-            q = q.where(sa.exists().where(wanted.image_id == Image.id, wanted.label == f.label))
+        active = f.active()
         out: dict[int, tuple[Image, Procedure, list[Label]]] = {}
-        for img, proc, label in session.execute(q):
+        for img, proc, label in session.execute(
+            _resolve_stmt(frozenset(active)), {"ids": ids, **active}
+        ):
             entry = out.setdefault(img.id, (img, proc, []))
             if label is not None:
                 entry[2].append(label)
         return out
+
+
+# Statements are built once and bound per call: building a select and deriving its cache key
+# costs more than SQLite's own work for a 10-row lookup (measured: 1.9 -> 1.1 ms per search by
+# id right after a flat scan has flushed the CPU caches).
+_VECTOR_FOR_IMAGE = (
+    sa.select(Image.id, Image.procedure_id, Embedding.vector)
+    .outerjoin(
+        Embedding,
+        sa.and_(Embedding.image_id == Image.id, Embedding.model_id == sa.bindparam("model_id")),
+    )
+    .where(Image.uid == sa.bindparam("uid"), Image.deleted_at.is_(None))
+)
+
+
+@functools.lru_cache(maxsize=64)  # one per combination of filters: at most 2**6
+def _resolve_stmt(active: frozenset[str]) -> sa.Select:
+    """Images among :ids with procedure and labels (outer join), one row per label, filtered
+    by the named filters (bound by name)."""
+    q = (
+        sa.select(Image, Procedure, Label)
+        .join(Procedure, Procedure.id == Image.procedure_id)
+        .outerjoin(Label, Label.image_id == Image.id)
+        .where(Image.id.in_(sa.bindparam("ids", expanding=True)), Image.deleted_at.is_(None))
+        .order_by(Image.id, Label.id)
+    )
+    when = sa.func.coalesce(Image.captured_at, Image.created_at)
+    wanted = aliased(Label)  # not the outer-joined Label, which lists every label
+    clauses = {
+        "procedure_id": lambda: Image.procedure_id == sa.bindparam("procedure_id"),
+        "exclude_procedure_id": lambda: Image.procedure_id != sa.bindparam("exclude_procedure_id"),
+        "procedure_kind": lambda: Procedure.kind == sa.bindparam("procedure_kind"),
+        "date_from": lambda: when >= sa.bindparam("date_from"),
+        "date_to": lambda: when < sa.bindparam("date_to"),
+        "label": lambda: sa.exists().where(
+            wanted.image_id == Image.id, wanted.label == sa.bindparam("label")
+        ),
+    }
+    for name in sorted(active):
+        q = q.where(clauses[name]())
+    return q

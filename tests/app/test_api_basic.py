@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from app.db import migrate
 from app.db.models import AuditEvent, Embedding, Image
-from tests.app.conftest import jpeg_bytes
+from app.main import create_app
+from tests.app.conftest import create_keys, jpeg_bytes, make_settings
 
 
 def _upload(client: TestClient, headers: dict, pid: str, blobs: list[bytes]):
@@ -91,7 +97,18 @@ def test_upload_duplicate_view_search_delete(
     assert len(files) == len(blobs) - 1
 
 
-def test_search_filters(client: TestClient, headers: dict, synthetic_images) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db_client(request, tmp_path: Path, sqlite_url: str) -> Iterator[tuple[TestClient, dict]]:
+    """The app on SQLite and on PostgreSQL (search filters are bound SQL on both)."""
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    migrate.upgrade(url)
+    app = create_app(make_settings(tmp_path, url), with_ui=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c, create_keys(url)
+
+
+def test_search_filters(any_db_client: tuple[TestClient, dict], synthetic_images) -> None:
+    client, headers = any_db_client
     pids = []
     for i, kind in enumerate(("colonoscopy", "upper_gi")):
         body = {"source": "f", "external_id": str(i), "kind": kind}
@@ -127,6 +144,12 @@ def test_search_filters(client: TestClient, headers: dict, synthetic_images) -> 
         if hit["image"]["id"] == b_ids[0]:
             assert "cecum" in [lab["label"] for lab in hit["image"]["labels"]]
     assert ids(date_from="2000-01-01T00:00:00Z", date_to="2001-01-01T00:00:00Z") == []
+    assert set(ids(date_from="2000-01-01T00:00:00Z", date_to="2100-01-01T00:00:00+02:00")) == set(
+        a_ids[1:] + b_ids
+    )
+    assert ids(procedure_kind="upper_gi", label="cecum", exclude_own_procedure=True) == [b_ids[0]]
+    assert ids(procedure_kind="colonoscopy", label="cecum") == []
+    assert set(ids(procedure_id=pids[1], date_to="2100-01-01T00:00:00Z")) == set(b_ids)
     scores = [
         h["score"]
         for h in client.post(
@@ -145,3 +168,13 @@ def test_models_and_metrics(client: TestClient, headers: dict, procedure, synthe
     text = client.get("/metrics", headers=headers["admin"]).text
     for step in ("decode", "embed", "database", "index"):
         assert f'endoseek_step_seconds_count{{op="ingest",step="{step}"}} 1.0' in text
+
+
+def test_index_search_threads_come_from_settings(client: TestClient, tmp_path: Path) -> None:
+    from app.services.index_service import IndexService
+
+    rt = client.app.state.runtime
+    assert rt.settings.index_search_threads == 1 and rt.index.index.search_threads == 1
+    every_core = make_settings(tmp_path, rt.settings.database_url, index_search_threads=0)
+    index = IndexService.for_model(rt.sessions, every_core, rt.index.model_id, rt.index.dim)
+    assert index.build(rt.index.model_id, rt.index.dim).search_threads is None

@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import clustered
 
 from indexer import PAD_ID, FaissIndex, VectorIndex
+from tests.indexer.conftest import clustered
 
 # hnsw_threshold=0 puts the index on HNSW from the first vector.
 KINDS = {"flat": {"hnsw_threshold": 10**9}, "hnsw": {"hnsw_threshold": 0}}
@@ -214,3 +214,34 @@ def test_concurrent_searches_while_adding(vectors) -> None:
         pool.submit(writer).result(timeout=60)
         assert all(f.result(timeout=60) >= 5 for f in readers)
     assert len(index) == 600 and index.kind == "hnsw"
+
+
+def test_search_threads_cap_holds_only_during_the_search(make_index, vectors) -> None:
+    """The OpenMP cap is the search's own: results unchanged, the thread's setting restored."""
+    import faiss
+
+    x = vectors(200)
+    capped, free = make_index(search_threads=1), make_index()
+    for index in (capped, free):
+        index.add(np.arange(200), x)
+    inside: list[int] = []
+    search = capped._store.search
+
+    def spy(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        inside.append(faiss.omp_get_max_threads())
+        return search(queries, k)
+
+    capped._store.search = spy
+    out: dict[str, object] = {}
+
+    def run() -> None:  # in a thread of its own: OpenMP's thread count is per thread
+        faiss.omp_set_num_threads(3)
+        out["capped"], out["free"] = capped.search(x[:20], 5), free.search(x[:20], 5)
+        out["after"] = faiss.omp_get_max_threads()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert inside == [1] and out["after"] == 3
+    for got, want in zip(out["capped"], out["free"], strict=True):
+        np.testing.assert_array_equal(got, want)
