@@ -129,7 +129,12 @@ class Label(Base):
     """A label on an image: set by staff, marked as reference, or predicted by a model."""
 
     __tablename__ = "labels"
-    __table_args__ = (sa.Index(None, "image_id"), sa.Index(None, "label", "source"))
+    __table_args__ = (
+        sa.Index(None, "image_id"),
+        sa.Index(None, "label", "source"),
+        # the reference gallery's fingerprint (count and newest id of one source) per ingest
+        sa.Index(None, "source", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     image_id: Mapped[int] = mapped_column(

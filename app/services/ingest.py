@@ -8,6 +8,7 @@ A crash between file write and commit leaves an orphan file that the start-up sw
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ import numpy as np
 import sqlalchemy as sa
 import torch
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from app.db.models import Embedding, Image, Procedure
 from app.db.session import session_scope
@@ -90,6 +90,14 @@ def _pending_for(rt: Runtime) -> PendingEmbedders:
     return _pending.setdefault(id(rt), PendingEmbedders(max_pixels=rt.settings.max_pixels))
 
 
+@dataclass
+class Decoding:
+    """Uploads queued on the decode pool; `IngestService.collect` waits for them."""
+
+    futures: list[Future[Decoded]]
+    started: float
+
+
 class IngestService:
     """Stores uploads for one procedure; thread-safe (one instance per runtime)."""
 
@@ -99,8 +107,11 @@ class IngestService:
 
     def validate(self, uploads: list[Upload], serving: Serving | None = None) -> list[Decoded]:
         """Decode every file in the pool; the first bad one fails the whole request (4xx)."""
+        return self.collect(self.start_decode(uploads, serving or Serving.of(self.rt)))
+
+    def start_decode(self, uploads: list[Upload], serving: Serving) -> Decoding:
+        """Check file count and sizes (4xx), then queue every file on the decode pool."""
         s, rt = self.rt.settings, self.rt
-        emb = (serving or Serving.of(rt)).embedder
         if not uploads:
             raise ProblemError(422, "no_files", "Send one or more files in the 'files' field.")
         if len(uploads) > s.max_files_per_request:
@@ -116,10 +127,15 @@ class IngestService:
                     file_index=i,
                 )
         assert rt.decode_pool is not None
-        with rt.metrics.step("decode"):
-            futures = [rt.decode_pool.submit(_decode, rt, emb, up) for up in uploads]
-            out = []
-            for i, fut in enumerate(futures):
+        started = time.perf_counter()
+        emb = serving.embedder
+        return Decoding([rt.decode_pool.submit(_decode, rt, emb, up) for up in uploads], started)
+
+    def collect(self, decoding: Decoding) -> list[Decoded]:
+        """The decoded files in order; the first bad one fails the whole request (4xx)."""
+        out = []
+        try:
+            for i, fut in enumerate(decoding.futures):
                 try:
                     out.append(fut.result())
                 except ImageDecodeError as exc:
@@ -129,6 +145,8 @@ class IngestService:
                         f"File {i}: {exc.message}",
                         file_index=i,
                     ) from exc
+        finally:
+            self.rt.metrics.observe("decode", time.perf_counter() - decoding.started)
         return out
 
     def ingest(
@@ -137,43 +155,64 @@ class IngestService:
         uploads: list[Upload],
         captured_at: datetime | None = None,
     ) -> list[IngestResult]:
-        """Store the uploads in one procedure; same bytes again return the existing image."""
-        rt = self.rt
-        with rt.sessions() as session:
-            if session.get(Procedure, procedure_id) is None:
-                raise ProblemError(404, "procedure_not_found", "No procedure with this id.")
-        serving = Serving.of(rt)
-        decoded = self.validate(uploads, serving)
-        shas = [d.sha256 for d in decoded]
-        with rt.sha_locks.hold(shas):
+        """Store the uploads in one procedure; same bytes again return the existing image.
+
+        The files decode in the pool while this thread reads what the database already
+        knows (the procedure, stored copies of the same bytes, their vectors), so the only
+        work between a photo's arrival and the model is its decoding.
+        """
+        serving = Serving.of(self.rt)
+        decoding = self.start_decode(uploads, serving)
+        shas = [sha256_hex(up.data) for up in uploads]
+        with self.rt.sha_locks.hold(shas):
             try:
-                return self._store(procedure_id, decoded, captured_at, serving)
+                return self._store(procedure_id, shas, decoding, captured_at, serving)
             except IntegrityError:
                 # a concurrent request stored the same bytes first: answer with its image
-                return self._store(procedure_id, decoded, captured_at, serving)
+                return self._store(procedure_id, shas, decoding, captured_at, serving)
 
-    def _existing(self, session: Session, procedure_id: uuid.UUID, shas: list[str]) -> dict:
-        rows = session.scalars(
-            sa.select(Image).where(
-                Image.procedure_id == procedure_id,
-                Image.sha256.in_(set(shas)),
-                Image.deleted_at.is_(None),
+    def _lookup(
+        self, procedure_id: uuid.UUID, shas: list[str], model_id: str, dim: int
+    ) -> tuple[Procedure, dict[str, Image], dict[str, np.ndarray]]:
+        """One session: the procedure (404 if unknown), live images of these bytes in it, and
+        vectors of `model_id` already stored for the other bytes (anywhere, to be reused)."""
+        with self.rt.sessions() as session:
+            procedure = session.get(Procedure, procedure_id)
+            if procedure is None:
+                raise ProblemError(404, "procedure_not_found", "No procedure with this id.")
+            rows = session.scalars(
+                sa.select(Image).where(
+                    Image.procedure_id == procedure_id,
+                    Image.sha256.in_(set(shas)),
+                    Image.deleted_at.is_(None),
+                )
             )
-        )
-        return {r.sha256: r for r in rows}
+            existing = {r.sha256: r for r in rows}
+            others = set(shas) - set(existing)
+            known = {}
+            if others:
+                found = session.execute(
+                    sa.select(Image.sha256, Embedding.vector)
+                    .join(Embedding, Embedding.image_id == Image.id)
+                    .where(Image.sha256.in_(others), Embedding.model_id == model_id)
+                )
+                for sha, raw in found:
+                    known[sha] = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(dim)
+        return procedure, existing, known
 
     def _store(
         self,
         procedure_id: uuid.UUID,
-        decoded: list[Decoded],
+        shas: list[str],
+        decoding: Decoding,
         captured_at: datetime | None,
         serving: Serving,
     ) -> list[IngestResult]:
         rt = self.rt
         assert rt.index is not None
         model_id, dim = serving.embedder.bundle_id, serving.embedder.dim
-        with rt.sessions() as session:
-            existing = self._existing(session, procedure_id, [d.sha256 for d in decoded])
+        procedure, existing, known = self._lookup(procedure_id, shas, model_id, dim)
+        decoded = self.collect(decoding)
         new: dict[str, Decoded] = {}
         for d in decoded:
             if d.sha256 not in existing:
@@ -184,7 +223,11 @@ class IngestService:
             # so one photo costs max(forward, I/O) rather than their sum; the "write" step is
             # therefore a part of the "embed" step's time, not an addition to it.
             with rt.metrics.step("embed"):
-                vecs = self._embed_async(list(new.values()), model_id, dim, serving.batcher)
+                queued = {
+                    sha: serving.batcher.submit(d.tensor)
+                    for sha, d in new.items()
+                    if sha not in known
+                }
                 with rt.metrics.step("write"):
                     for d in new.values():
                         _, key, was_new = rt.storage.put(d.data, d.mime)
@@ -193,9 +236,9 @@ class IngestService:
                 with rt.sessions() as session:
                     # a re-index in progress (or a flip not yet seen) needs its vectors too
                     extra = self.pending.embed(session, model_id, [d.data for d in new.values()])
-                done = {sha: fut.result() for sha, fut in vecs.items()}
+                done = {sha: known[sha] if sha in known else queued[sha].result() for sha in new}
             with rt.metrics.step("database"):
-                fresh = self._commit(procedure_id, new, done, captured_at, model_id, extra)
+                fresh = self._commit(procedure, new, done, captured_at, model_id, extra)
         except BaseException:
             self._cleanup(created)
             raise
@@ -214,50 +257,27 @@ class IngestService:
             seen.add(d.sha256)
         return results
 
-    def _embed_async(
-        self, items: list[Decoded], model_id: str, dim: int, batcher: MicroBatcher
-    ) -> dict[str, Future[np.ndarray]]:
-        """Vector futures by sha256: reused when the bytes are stored elsewhere, else queued."""
-        out: dict[str, Future[np.ndarray]] = {}
-        if not items:
-            return out
-        with self.rt.sessions() as session:
-            rows = session.execute(
-                sa.select(Image.sha256, Embedding.vector)
-                .join(Embedding, Embedding.image_id == Image.id)
-                .where(Image.sha256.in_([d.sha256 for d in items]))
-                .where(Embedding.model_id == model_id)
-            ).all()
-        for sha, raw in rows:
-            known: Future[np.ndarray] = Future()
-            known.set_result(np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(dim))
-            out[sha] = known
-        for d in items:
-            if d.sha256 not in out:
-                out[d.sha256] = batcher.submit(d.tensor)
-        return out
-
     def _commit(
         self,
-        procedure_id: uuid.UUID,
+        procedure: Procedure,
         new: dict[str, Decoded],
         vecs: dict[str, np.ndarray],
         captured_at: datetime | None,
         model_id: str,
         extra: dict[str, np.ndarray] | None = None,
     ) -> dict[str, tuple[Image, IngestAnnotation | None]]:
-        """One transaction: images, their vectors and whatever the hooks add."""
+        """One transaction: images, their vectors and whatever the hooks add.
+
+        `procedure` is the one read at the start of the request (procedures are never deleted;
+        the foreign key still guards the insert)."""
         rt = self.rt
         if not new:
             return {}
         out: dict[str, tuple[Image, IngestAnnotation | None]] = {}
         with session_scope(rt.sessions) as session:
-            procedure = session.get(Procedure, procedure_id)
-            if procedure is None:
-                raise ProblemError(404, "procedure_not_found", "No procedure with this id.")
             for i, (sha, d) in enumerate(new.items()):
                 img = Image(
-                    procedure_id=procedure_id,
+                    procedure_id=procedure.id,
                     sha256=sha,
                     storage_key=storage_key(sha, d.mime),
                     mime=d.mime,

@@ -27,7 +27,8 @@ class IngestAnnotation:
 
 
 class IngestHook(Protocol):
-    """Called once per new image, inside the ingest transaction, after the image is flushed."""
+    """Called once per new image, inside the ingest transaction, after the image is flushed;
+    `procedure` is the one the request read first (detached: read its columns only)."""
 
     def __call__(
         self, session: Session, procedure: Procedure, image: Image, vector: np.ndarray

@@ -55,7 +55,11 @@ class Metrics:
         try:
             yield
         finally:
-            self.step_seconds.labels(name, op).observe(time.perf_counter() - start)
+            self.observe(name, time.perf_counter() - start, op)
+
+    def observe(self, name: str, seconds: float, op: str = "ingest") -> None:
+        """One observation of step `name` (for steps that do not fit one block)."""
+        self.step_seconds.labels(name, op).observe(seconds)
 
     def on_batch(self, size: int, seconds: float) -> None:
         """Callback for the micro-batcher."""

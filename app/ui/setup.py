@@ -7,6 +7,8 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ui.context import UiContext
 from app.ui.security import PREFIX, CsrfFailed, ScopeMissing, SignInRequired
@@ -25,6 +27,32 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.endswith(".json") or "application/json" in request.headers.get(
         "accept", ""
     )
+
+
+class UiSecurityHeaders:
+    """Security headers on every /ui response. Plain ASGI, so API requests pass straight
+    through (an `@app.middleware("http")` function wrapped every upload and search in an
+    extra task and response stream)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("Content-Security-Policy", CSP)
+                headers["X-Frame-Options"] = "DENY"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def install(app: FastAPI) -> None:
@@ -57,13 +85,4 @@ def install(app: FastAPI) -> None:
             return JSONResponse({"detail": message, "code": "csrf_failed"}, 403)
         return render(request, "error.html", 403, title="Form expired", message=message)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        if request.url.path.startswith(PREFIX):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers["X-Frame-Options"] = "DENY"
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "no-referrer"
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(UiSecurityHeaders)

@@ -93,3 +93,15 @@ def test_revoked_key_ends_the_session_and_scopes_are_enforced(env) -> None:
         keys.revoke_key(db, key.split("_")[1])
         db.commit()
     assert client.get("/ui/procedures", follow_redirects=False).status_code == 303
+
+
+def test_ui_pages_carry_security_headers_and_api_answers_do_not(env) -> None:
+    client, _ = env
+    for resp in (client.get("/ui/sign-in"), client.get("/ui/procedures", follow_redirects=False)):
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert resp.headers["Cache-Control"] == "no-store"
+    api = client.get("/health")
+    assert api.status_code == 200 and "X-Frame-Options" not in api.headers
