@@ -44,13 +44,15 @@ def reference_vectors(
     return np.concatenate(ids), np.concatenate(vecs), labels
 
 
+# asked on every upload (the ingest hook): built once; an index range over (source, id)
+_FINGERPRINT = sa.select(sa.func.count(Label.id), sa.func.coalesce(sa.func.max(Label.id), 0)).where(
+    Label.source == REFERENCE
+)
+
+
 def fingerprint(session: Session) -> tuple[int, int]:
     """(count, newest id) of reference labels: changes whenever one is set or removed."""
-    row = session.execute(
-        sa.select(sa.func.count(Label.id), sa.func.coalesce(sa.func.max(Label.id), 0)).where(
-            Label.source == REFERENCE
-        )
-    ).one()
+    row = session.execute(_FINGERPRINT).one()
     return int(row[0]), int(row[1])
 
 

@@ -90,6 +90,23 @@ def _pending_for(rt: Runtime) -> PendingEmbedders:
     return _pending.setdefault(id(rt), PendingEmbedders(max_pixels=rt.settings.max_pixels))
 
 
+# Statements of every upload, built once: building a select and deriving its cache key costs
+# about as much as running it on SQLite (~0.3 ms each on a small CPU).
+_EXISTING = sa.select(Image).where(
+    Image.procedure_id == sa.bindparam("procedure_id"),
+    Image.sha256.in_(sa.bindparam("shas", expanding=True)),
+    Image.deleted_at.is_(None),
+)
+_KNOWN_VECTORS = (
+    sa.select(Image.sha256, Embedding.vector)
+    .join(Embedding, Embedding.image_id == Image.id)
+    .where(
+        Image.sha256.in_(sa.bindparam("shas", expanding=True)),
+        Embedding.model_id == sa.bindparam("model_id"),
+    )
+)
+
+
 @dataclass
 class Decoding:
     """Uploads queued on the decode pool; `IngestService.collect` waits for them."""
@@ -180,22 +197,12 @@ class IngestService:
             procedure = session.get(Procedure, procedure_id)
             if procedure is None:
                 raise ProblemError(404, "procedure_not_found", "No procedure with this id.")
-            rows = session.scalars(
-                sa.select(Image).where(
-                    Image.procedure_id == procedure_id,
-                    Image.sha256.in_(set(shas)),
-                    Image.deleted_at.is_(None),
-                )
-            )
-            existing = {r.sha256: r for r in rows}
-            others = set(shas) - set(existing)
+            shas_in = {"procedure_id": procedure_id, "shas": sorted(set(shas))}
+            existing = {r.sha256: r for r in session.scalars(_EXISTING, shas_in)}
+            others = sorted(set(shas) - set(existing))
             known = {}
             if others:
-                found = session.execute(
-                    sa.select(Image.sha256, Embedding.vector)
-                    .join(Embedding, Embedding.image_id == Image.id)
-                    .where(Image.sha256.in_(others), Embedding.model_id == model_id)
-                )
+                found = session.execute(_KNOWN_VECTORS, {"shas": others, "model_id": model_id})
                 for sha, raw in found:
                     known[sha] = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(dim)
         return procedure, existing, known

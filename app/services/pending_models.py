@@ -20,14 +20,16 @@ from app.db.models import Job, Model
 from app.services import jobs
 from embedder import Embedder, decode_image
 
+# asked on every upload: built once
+_ACTIVE_REINDEX_JOBS = sa.select(Job).where(Job.kind == "reindex", Job.status.in_(jobs.ACTIVE))
+_ACTIVE_MODEL = sa.select(Model.id).where(Model.active.is_(True))
+
 
 def pending_models(session: Session, serving_model_id: str) -> list[Model]:
     """Models other than `serving_model_id` that new photos need vectors for, by id."""
-    running = session.scalars(
-        sa.select(Job).where(Job.kind == "reindex", Job.status.in_(jobs.ACTIVE))
-    )
+    running = session.scalars(_ACTIVE_REINDEX_JOBS)
     wanted = {j.model_id for j in running if j.model_id and jobs.live(j)}
-    active = session.scalar(sa.select(Model.id).where(Model.active.is_(True)))
+    active = session.scalar(_ACTIVE_MODEL)
     if active is not None:
         wanted.add(active)
     wanted.discard(serving_model_id)
