@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from app.api import schemas
 from app.db.models import Image, Label, Procedure
+from app.services.search import ImageRow, LabelRow, ProcedureRow
 
 
-def procedure_out(p: Procedure) -> schemas.ProcedureOut:
+def procedure_out(p: Procedure | ProcedureRow) -> schemas.ProcedureOut:
     return schemas.ProcedureOut(
         id=p.id,
         source=p.source,
@@ -17,15 +20,17 @@ def procedure_out(p: Procedure) -> schemas.ProcedureOut:
     )
 
 
-def file_url(img: Image) -> str:
+def file_url(img: Image | ImageRow) -> str:
     return f"/v1/images/{img.uid}/file"
 
 
-def thumbnail_url(img: Image) -> str:
+def thumbnail_url(img: Image | ImageRow) -> str:
     return f"/v1/images/{img.uid}/thumbnail"
 
 
-def image_out(img: Image, labels: list[Label] | None = None) -> schemas.ImageOut:
+def image_out(
+    img: Image | ImageRow, labels: Sequence[Label | LabelRow] | None = None
+) -> schemas.ImageOut:
     return schemas.ImageOut(
         id=img.uid,
         procedure_id=img.procedure_id,

@@ -187,7 +187,9 @@ def search(
             procedure_kind=kind or None, label=label or None, exclude_procedure_id=exclude_procedure
         )
         found = SearchService(runtime).search(db, query, k, filters)
-        return [Hit(hit.image, hit.score) for hit in found]
+        ids = [hit.image.id for hit in found]  # the pages want ORM images (procedure, labels)
+        images = {img.id: img for img in db.scalars(sa.select(Image).where(Image.id.in_(ids)))}
+        return [Hit(images[hit.image.id], hit.score) for hit in found if hit.image.id in images]
     model_id, dim = active_model(ctx, db)
     ids_parts, vec_parts = [], []
     for ids, vecs in vectors.iter_vectors(db, model_id, dim):
