@@ -176,6 +176,8 @@ def omp_threads(n: int | None) -> Iterator[None]:
 
 def _pad(scores: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Move valid results (label >= 0) to the front of each row, keep k, pad the rest."""
+    if labels.shape[1] == k and (labels >= 0).all():  # the usual case: nothing to move
+        return scores, labels
     m = labels.shape[0]
     order = np.argsort(labels < 0, axis=1, kind="stable")
     labels = np.take_along_axis(labels, order, axis=1)[:, :k]

@@ -173,7 +173,7 @@ class IndexService:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids); k is capped at the index size by the caller's over-fetch."""
-        return self.index.search(np.atleast_2d(queries).astype(np.float32), k)
+        return self.index.search(np.atleast_2d(np.asarray(queries, dtype=np.float32)), k)
 
     def __len__(self) -> int:
         return 0 if self._index is None else len(self._index)
