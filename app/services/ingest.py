@@ -60,12 +60,12 @@ class IngestResult:
     annotation: IngestAnnotation | None = None
 
 
-def _decode(rt: Runtime, emb: Embedder, upload: Upload) -> Decoded:
+def _decode(rt: Runtime, emb: Embedder, upload: Upload, sha256: str) -> Decoded:
     """Runs in the decode pool: sniff, decode with the pixel limit, preprocess for `emb`."""
     img = decode_image(upload.data, max_pixels=rt.settings.max_pixels)
     mime = sniff_mime(upload.data) or "application/octet-stream"
     tensor = emb.preprocess(img)
-    return Decoded(sha256_hex(upload.data), mime, img.width, img.height, upload.data, tensor)
+    return Decoded(sha256, mime, img.width, img.height, upload.data, tensor)
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,11 @@ _KNOWN_VECTORS = (
 
 @dataclass
 class Decoding:
-    """Uploads queued on the decode pool; `IngestService.collect` waits for them."""
+    """Uploads queued on the decode pool (content hashes known at once, for the locks and
+    lookups); `IngestService.collect` waits for them."""
 
     futures: list[Future[Decoded]]
+    shas: list[str]
     started: float
 
 
@@ -145,8 +147,12 @@ class IngestService:
                 )
         assert rt.decode_pool is not None
         started = time.perf_counter()
-        emb = serving.embedder
-        return Decoding([rt.decode_pool.submit(_decode, rt, emb, up) for up in uploads], started)
+        emb, shas = serving.embedder, [sha256_hex(up.data) for up in uploads]
+        futures = [
+            rt.decode_pool.submit(_decode, rt, emb, up, sha)
+            for up, sha in zip(uploads, shas, strict=True)
+        ]
+        return Decoding(futures, shas, started)
 
     def collect(self, decoding: Decoding) -> list[Decoded]:
         """The decoded files in order; the first bad one fails the whole request (4xx)."""
@@ -180,13 +186,12 @@ class IngestService:
         """
         serving = Serving.of(self.rt)
         decoding = self.start_decode(uploads, serving)
-        shas = [sha256_hex(up.data) for up in uploads]
-        with self.rt.sha_locks.hold(shas):
+        with self.rt.sha_locks.hold(decoding.shas):
             try:
-                return self._store(procedure_id, shas, decoding, captured_at, serving)
+                return self._store(procedure_id, decoding, captured_at, serving)
             except IntegrityError:
                 # a concurrent request stored the same bytes first: answer with its image
-                return self._store(procedure_id, shas, decoding, captured_at, serving)
+                return self._store(procedure_id, decoding, captured_at, serving)
 
     def _lookup(
         self, procedure_id: uuid.UUID, shas: list[str], model_id: str, dim: int
@@ -210,7 +215,6 @@ class IngestService:
     def _store(
         self,
         procedure_id: uuid.UUID,
-        shas: list[str],
         decoding: Decoding,
         captured_at: datetime | None,
         serving: Serving,
@@ -218,7 +222,7 @@ class IngestService:
         rt = self.rt
         assert rt.index is not None
         model_id, dim = serving.embedder.bundle_id, serving.embedder.dim
-        procedure, existing, known = self._lookup(procedure_id, shas, model_id, dim)
+        procedure, existing, known = self._lookup(procedure_id, decoding.shas, model_id, dim)
         decoded = self.collect(decoding)
         new: dict[str, Decoded] = {}
         for d in decoded:

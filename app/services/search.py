@@ -31,7 +31,7 @@ class SearchFilters:
     exclude_procedure_id: uuid.UUID | None = None
 
     def any(self) -> bool:
-        return any(v is not None for v in vars(self).values())
+        return bool(self.active())
 
     def active(self) -> dict[str, Any]:
         """The filters that are set, by name (the bound values of the resolve statement)."""
