@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.timing import scaled
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 PG_ADMIN_URL = os.environ.get(
@@ -38,7 +40,8 @@ def _pg_available() -> str | None:
     try:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        wait = max(1, round(scaled(10)))  # whole seconds, as libpq wants
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": wait})
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         engine.dispose()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.timing import scaled
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,13 +45,16 @@ def start_server(env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
-def wait_ready(base: str, proc: subprocess.Popen, deadline_s: float = 90) -> None:
-    """Poll GET /ready until it answers 200 (fails if the process exits or the deadline passes)."""
-    deadline = time.monotonic() + deadline_s
+def wait_ready(base: str, proc: subprocess.Popen, deadline_s: float = 180) -> None:
+    """Poll GET /ready until it answers 200 (fails if the process exits or the deadline passes).
+
+    `deadline_s` is a base value: it is multiplied by ENDOSEEK_TEST_TIME_FACTOR (tests/timing.py).
+    """
+    deadline = time.monotonic() + scaled(deadline_s)
     while time.monotonic() < deadline:
         assert proc.poll() is None, "server exited during start"
         try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{base}/ready", timeout=scaled(5)).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -57,12 +62,15 @@ def wait_ready(base: str, proc: subprocess.Popen, deadline_s: float = 90) -> Non
     raise AssertionError("server not ready in time")
 
 
-def stop_server(proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    """Graceful stop (SIGTERM: the index snapshot is written); SIGKILL if it hangs."""
+def stop_server(proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Graceful stop (SIGTERM: the index snapshot is written); SIGKILL if it hangs.
+
+    `timeout_s` is a base value, scaled by ENDOSEEK_TEST_TIME_FACTOR.
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=timeout_s)
+            proc.wait(timeout=scaled(timeout_s))
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=10)
+            proc.wait(timeout=scaled(30))

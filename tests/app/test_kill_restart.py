@@ -22,6 +22,7 @@ from app.db.session import create_db_engine
 from indexer import load_snapshot
 from tests.app.conftest import create_keys, jpeg_bytes
 from tests.app.server import free_port, server_env, start_server, wait_ready
+from tests.timing import scaled
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,7 @@ def test_sigkill_during_uploads(tmp_path: Path, synthetic_images) -> None:
             f"{base}/v1/procedures",
             json={"source": "kill", "external_id": "1"},
             headers=keys["ingest"],
+            timeout=scaled(30),
         ).json()["id"]
         ok: dict[str, bytes] = {}
         stop = threading.Event()
@@ -57,7 +59,7 @@ def test_sigkill_during_uploads(tmp_path: Path, synthetic_images) -> None:
                         f"{base}/v1/procedures/{pid}/images",
                         files={"files": ("x.jpg", data, "image/jpeg")},
                         headers=keys["ingest"],
-                        timeout=10,
+                        timeout=scaled(30),
                     )
                 except httpx.HTTPError:
                     continue
@@ -66,27 +68,27 @@ def test_sigkill_during_uploads(tmp_path: Path, synthetic_images) -> None:
 
         uploader = threading.Thread(target=stream)
         uploader.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(120)
         while len(ok) < 6 and time.monotonic() < deadline:
             time.sleep(0.05)
         server.send_signal(signal.SIGKILL)
-        server.wait(timeout=10)
-        time.sleep(0.3)  # let in-flight client calls fail against the dead port
+        server.wait(timeout=scaled(30))
+        time.sleep(scaled(0.3))  # let in-flight client calls fail against the dead port
         stop.set()
-        uploader.join(timeout=30)
+        uploader.join(timeout=scaled(60))
         assert len(ok) >= 6, log.read_text()[-2000:]
 
         server = start_server(env, log)
         wait_ready(base, server)
         for uid, data in ok.items():
-            meta = httpx.get(f"{base}/v1/images/{uid}", headers=keys["search"])
+            meta = httpx.get(f"{base}/v1/images/{uid}", headers=keys["search"], timeout=scaled(30))
             assert meta.status_code == 200, uid
             r = httpx.post(
                 f"{base}/v1/search",
                 files={"file": ("q.jpg", data, "image/jpeg")},
                 data={"k": "100"},
                 headers=keys["search"],
-                timeout=30,
+                timeout=scaled(60),
             )
             # near-identical variants tie, so look for the image among the perfect matches
             scores = {h["image"]["id"]: h["score"] for h in r.json()["results"]}
@@ -94,7 +96,7 @@ def test_sigkill_during_uploads(tmp_path: Path, synthetic_images) -> None:
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+            server.wait(timeout=scaled(120))
 
     engine = create_db_engine(url)
     with engine.connect() as conn:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.timing import scaled
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -50,7 +52,7 @@ def _compose(
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=scaled(120),
         check=False,
     )
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.timing import scaled
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
@@ -74,7 +76,7 @@ def test_hadolint_passes() -> None:
         [hadolint, "--no-color", str(DOCKERFILE)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=scaled(120),
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -170,6 +172,6 @@ def test_prestart_script_is_strict_bash() -> None:
     script = REPO_ROOT / "scripts" / "prestart.sh"
     assert "set -euo pipefail" in script.read_text()
     result = subprocess.run(
-        ["bash", "-n", str(script)], capture_output=True, text=True, timeout=30, check=False
+        ["bash", "-n", str(script)], capture_output=True, text=True, timeout=scaled(60), check=False
     )
     assert result.returncode == 0, result.stderr

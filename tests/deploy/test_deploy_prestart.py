@@ -17,9 +17,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.timing import scaled
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRESTART = REPO_ROOT / "scripts" / "prestart.sh"
-READY_DEADLINE_S = 180.0  # model load and index build on a busy 2-core CI machine
+READY_DEADLINE_S = 300.0  # base (x ENDOSEEK_TEST_TIME_FACTOR): migrate, model load, index build
 
 
 def _free_port() -> int:
@@ -51,7 +53,7 @@ def _prestart(
         env=env,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=scaled(timeout),
         check=False,
     )
 
@@ -104,26 +106,26 @@ def test_prestart_then_serve_becomes_ready(tmp_path: Path, fresh_pg_url: str) ->
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + READY_DEADLINE_S
+        deadline = time.monotonic() + scaled(READY_DEADLINE_S)
         status = None
         while time.monotonic() < deadline:
             assert proc.poll() is None, (
                 f"server exited ({proc.returncode}):\n{log_path.read_text()}"
             )
             try:
-                status = httpx.get(f"{base}/ready", timeout=5).status_code
+                status = httpx.get(f"{base}/ready", timeout=scaled(10)).status_code
             except httpx.TransportError:
                 status = None
             if status == 200:
                 break
             time.sleep(0.25)  # poll interval, bounded by the deadline above
         assert status == 200, f"/ready answered {status}:\n{log_path.read_text()}"
-        assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/health", timeout=scaled(30)).status_code == 200
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=scaled(60))
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=30)
+            proc.wait(timeout=scaled(30))
     assert "[prestart] starting: endoseek serve" in log_path.read_text()

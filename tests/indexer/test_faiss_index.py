@@ -10,6 +10,7 @@ import pytest
 
 from indexer import PAD_ID, FaissIndex, VectorIndex
 from tests.indexer.conftest import clustered
+from tests.timing import scaled
 
 # hnsw_threshold=0 puts the index on HNSW from the first vector.
 KINDS = {"flat": {"hnsw_threshold": 10**9}, "hnsw": {"hnsw_threshold": 0}}
@@ -211,8 +212,8 @@ def test_concurrent_searches_while_adding(vectors) -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         readers = [pool.submit(reader, s) for s in range(3)]
-        pool.submit(writer).result(timeout=60)
-        assert all(f.result(timeout=60) >= 5 for f in readers)
+        pool.submit(writer).result(timeout=scaled(120))
+        assert all(f.result(timeout=scaled(120)) >= 5 for f in readers)
     assert len(index) == 600 and index.kind == "hnsw"
 
 

@@ -20,6 +20,7 @@ from app.main import create_app
 from app.services import keys as key_svc
 from tests.app.conftest import create_keys, jpeg_bytes, make_settings
 from tests.app.server import free_port, server_env, start_server, stop_server, wait_ready
+from tests.timing import scaled
 
 NIL = "00000000-0000-4000-8000-000000000000"
 PHOTO = jpeg_bytes(Image.new("RGB", (40, 40), (160, 60, 60)))
@@ -187,7 +188,7 @@ def test_debug_log_has_no_keys_and_no_patient_data(tmp_path: Path) -> None:
     external, filename = "MRN-4711-SMITH-JOHN-19570412", "smith_john_19570412_colon.jpg"
     try:
         wait_ready(base, server)
-        with httpx.Client(base_url=base, timeout=30) as c:
+        with httpx.Client(base_url=base, timeout=scaled(60)) as c:
             pid = c.post(
                 "/v1/procedures",
                 json={"source": "hospital", "external_id": external},

@@ -39,13 +39,14 @@ from indexer import load_snapshot
 from tests.app.conftest import create_keys, jpeg_bytes
 from tests.app.jobs.conftest import CLI, cli_env
 from tests.app.server import free_port, server_env, start_server, stop_server, wait_ready
+from tests.timing import scaled
 
 pytestmark = pytest.mark.slow
 
 SEED = 9009
 INGEST_KILLS = 12
 REINDEX_KILLS = 9
-DEADLINE_S = 60
+DEADLINE_S = 120  # base seconds; every use is scaled() by ENDOSEEK_TEST_TIME_FACTOR
 
 
 def _photo(i: int) -> bytes:
@@ -88,7 +89,7 @@ class Uploader:
             return self.next
 
     def _run(self, n: int) -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=scaled(30)) as client:
             while not self.stop.is_set():
                 i = self._take()
                 count = 1 + (n == 1 and i % 3 == 0)  # some requests carry two photos
@@ -116,13 +117,13 @@ class Uploader:
 
     def wait_acks(self, n: int) -> None:
         with self.cond:
-            ok = self.cond.wait_for(lambda: len(self.acked) >= n, timeout=DEADLINE_S)
+            ok = self.cond.wait_for(lambda: len(self.acked) >= n, timeout=scaled(DEADLINE_S))
         assert ok, f"only {len(self.acked)} acknowledgements"
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         for t in self.threads:
-            t.join(timeout=DEADLINE_S)
+            t.join(timeout=scaled(DEADLINE_S))
 
 
 def _check_consistent(url: str, storage: Path, base: str, keys: dict, acked: dict) -> int:
@@ -152,7 +153,7 @@ def _check_consistent(url: str, storage: Path, base: str, keys: dict, acked: dic
     shas, tmps = _stored_files(storage)
     assert shas == set(live.values()), "orphan or missing files"
     assert not tmps, tmps
-    ready = httpx.get(f"{base}/ready", timeout=10).json()
+    ready = httpx.get(f"{base}/ready", timeout=scaled(30)).json()
     assert ready["vectors"] == len(live), (ready, len(live))
     return len(live)
 
@@ -175,6 +176,7 @@ def test_sigkill_ingest_stream_at_random_points(tmp_path: Path) -> None:
             f"{base}/v1/procedures",
             json={"source": "kill", "external_id": "stream"},
             headers=keys["ingest"],
+            timeout=scaled(30),
         ).json()["id"]
         counter = 0
         for point in range(INGEST_KILLS):
@@ -182,7 +184,7 @@ def test_sigkill_ingest_stream_at_random_points(tmp_path: Path) -> None:
             with Uploader(base, keys["ingest"], pid, counter) as up:
                 up.wait_acks(target)
                 server.send_signal(signal.SIGKILL)
-                server.wait(timeout=10)
+                server.wait(timeout=scaled(30))
             counter = up.next + 1
             acked.update(up.acked)
             server = start_server(env, log)
@@ -196,7 +198,7 @@ def test_sigkill_ingest_stream_at_random_points(tmp_path: Path) -> None:
                     files={"file": ("q.jpg", data, "image/jpeg")},
                     data={"k": "20"},
                     headers=keys["search"],
-                    timeout=30,
+                    timeout=scaled(60),
                 )
                 assert r.status_code == 200, r.text
                 scores = {h["image"]["id"]: h["score"] for h in r.json()["results"]}
@@ -228,7 +230,7 @@ def _run_until(cmd: list[str], env: dict, ctx: JobContext, done_at_least: int) -
     """Run a job process and SIGKILL it once the job's `done` reaches the target."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        end = time.monotonic() + DEADLINE_S
+        end = time.monotonic() + scaled(DEADLINE_S)
         while time.monotonic() < end:
             with ctx.sessions() as s:
                 done = s.scalar(sa.select(Job.done).where(Job.kind == "reindex"))
@@ -241,11 +243,11 @@ def _run_until(cmd: list[str], env: dict, ctx: JobContext, done_at_least: int) -
         else:
             pytest.fail(f"job never reached done >= {done_at_least}")
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=scaled(30))
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(timeout=30)
+            proc.wait(timeout=scaled(30))
         if proc.stdout:
             proc.stdout.close()
     return _job(ctx)
@@ -300,7 +302,7 @@ def test_sigkill_reindex_at_random_points_then_resume(
             assert s.scalar(sa.select(Model.id).where(Model.active.is_(True))) == old_model
         done_before = job.done
     done = subprocess.run(
-        [*CLI, "jobs", "resume", str(job_id)], env=env, capture_output=True, timeout=120
+        [*CLI, "jobs", "resume", str(job_id)], env=env, capture_output=True, timeout=scaled(240)
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
     job = _job(ctx)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.timing import scaled
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -104,13 +106,13 @@ def server(archive: Archive) -> Iterator[Server]:
         ready.set()  # process ended: stop waiting
 
     threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(90) or proc.poll() is not None:
+    if not ready.wait(scaled(180)) or proc.poll() is not None:
         proc.kill()
         pytest.fail("UI server did not start:\n" + srv.log_text())
     yield srv
     proc.terminate()
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=scaled(60))
     except subprocess.TimeoutExpired:
         proc.kill()
 
@@ -123,8 +125,9 @@ def browser():  # type: ignore[no-untyped-def]
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(reason=message)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=scaled(15) * 1000)  # assertion retries: 5 s by default
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -135,7 +138,7 @@ def browser():  # type: ignore[no-untyped-def]
 def page(browser, server: Server):  # type: ignore[no-untyped-def]
     """A fresh browser context at 1280 px; records every URL it requested."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(scaled(30) * 1000)
     pg = context.new_page()
     pg.requested_urls = []  # type: ignore[attr-defined]
     pg.on("request", lambda req: pg.requested_urls.append(req.url))  # type: ignore[attr-defined]

@@ -21,12 +21,13 @@ from app.services.runtime import Runtime
 from app.settings import Settings
 from embedder import Embedder, decode_image
 from tests.app.jobs.conftest import CLI, cli_env
+from tests.timing import scaled
 
-DEADLINE_S = 90
+DEADLINE_S = 180  # base seconds; every use is scaled() by ENDOSEEK_TEST_TIME_FACTOR
 
 
 def _wait(predicate: Callable[[], bool], what: str, proc: subprocess.Popen | None = None) -> None:
-    end = time.monotonic() + DEADLINE_S
+    end = time.monotonic() + scaled(DEADLINE_S)
     while time.monotonic() < end:
         if predicate():
             return
@@ -87,7 +88,7 @@ def test_reindex_killed_midway_resumes_exactly_once_and_flips(
         )
         _wait(lambda: (j := _job(ctx)) is not None and (j.cursor or 0) > 0, "a cursor", proc)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=scaled(60))
         proc.stdout.close()
 
         job = _job(ctx)
@@ -107,7 +108,7 @@ def test_reindex_killed_midway_resumes_exactly_once_and_flips(
             env=cli_env(settings),
             capture_output=True,
             text=True,
-            timeout=DEADLINE_S,
+            timeout=scaled(DEADLINE_S),
         )
         assert done.returncode == 0, done.stdout + done.stderr
         job = _job(ctx)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from app.services.batching import MicroBatcher
+from tests.timing import scaled
 
-WAIT_S = 30  # generous bound for results; nothing here sleeps
+WAIT_S = scaled(60)  # generous bound for results (x ENDOSEEK_TEST_TIME_FACTOR); no sleeps
 
 
 class GatedModel:
