@@ -15,14 +15,10 @@ from embedder.bundle import load_bundle
 from embedder.config import BundleConfig
 from embedder.inference import pick_device, run_model
 from embedder.model import EmbeddingModel
+from embedder.paths import BASELINE_BUNDLE, default_bundle_path
 from embedder.preprocess import image_to_tensor
 
-BASELINE_BUNDLE = "baseline-colour-texture"
-
-
-def default_bundle_path() -> Path:
-    """The weight-free baseline bundle shipped inside the package (works fully offline)."""
-    return Path(__file__).resolve().parent / "bundles" / BASELINE_BUNDLE
+__all__ = ["BASELINE_BUNDLE", "Embedder", "default_bundle_path"]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedder.branches import ColourTextureBranch, TimmBranch
+from embedder.branches.colour_texture import ColourTextureBranch
 from embedder.config import BranchConfig, BundleConfig
 
 
@@ -49,6 +49,8 @@ def create_branch(cfg: BranchConfig) -> nn.Module:
         return ColourTextureBranch(cfg.params)
     if not cfg.arch:
         raise ValueError(f"branch {cfg.name!r}: a timm branch needs `arch`")
+    from embedder.branches.timm_branch import TimmBranch  # timm + torchvision: ~2 s, only here
+
     return TimmBranch(
         cfg.arch,
         img_size=cfg.img_size,

@@ -13,18 +13,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from app.db.models import Job
-from app.services import bulk_import, jobs, reindex
-from app.services.job_exec import JobContext
+from app.services import jobs
 from app.settings import get_settings
+
+if TYPE_CHECKING:  # the runners import torch; only `reindex`, `import` and `resume` need them
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.db.models import Job
+    from app.services.job_exec import JobContext
 
 console = Console(stderr=True)
 jobs_app = typer.Typer(help="Batch jobs: list, show, resume.", no_args_is_help=True)
@@ -35,7 +38,18 @@ ChunkOpt = Annotated[int, typer.Option("--chunk", min=1, help="Rows per DB trans
 
 
 def _context() -> JobContext:
+    from app.services.job_exec import JobContext
+
     return JobContext.from_settings(get_settings())
+
+
+def _sessions() -> sessionmaker[Session]:
+    """The database alone, for the verbs that only read jobs (no model, no torch)."""
+    from app.db.session import create_db_engine, create_session_factory
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    return create_session_factory(create_db_engine(settings.database_url))
 
 
 @contextmanager
@@ -58,6 +72,8 @@ def _progress(label: str) -> Iterator[Callable[[int, int, int], None]]:
 
 def _run(ctx: JobContext, job_id: uuid.UUID, kind: str) -> None:
     """Run a job in the foreground; SIGTERM/Ctrl-C stop it cleanly (resumable)."""
+    from app.services import bulk_import, reindex
+
     signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
     runner = reindex.run_reindex if kind == reindex.KIND else bulk_import.run_import
     typer.echo(f"job {job_id}")
@@ -94,6 +110,8 @@ def reindex_cmd(
     chunk: ChunkOpt = 256,
 ) -> None:
     """Re-embed every photo with BUNDLE, then make it the active model (zero downtime)."""
+    from app.services import reindex
+
     ctx = _context()
     try:
         job = reindex.start_reindex(ctx, bundle, batch=batch, workers=workers, chunk=chunk)
@@ -127,6 +145,8 @@ def import_cmd(
         "workers": workers,
         "chunk": chunk,
     }
+    from app.services import bulk_import
+
     ctx = _context()
     job = bulk_import.start_import(ctx, params)
     _run(ctx, job.id, bulk_import.KIND)
@@ -138,8 +158,7 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Newest jobs with their progress."""
-    ctx = _context()
-    with ctx.sessions() as session:
+    with _sessions()() as session:
         rows = [jobs.describe(j) for j in jobs.list_jobs(session, limit=limit)]
     if as_json:
         typer.echo(json.dumps(rows, default=str))
@@ -170,8 +189,7 @@ def _job_or_exit(session: Session, job_id: uuid.UUID) -> Job:
 @jobs_app.command("show")
 def show_cmd(job_id: uuid.UUID) -> None:
     """One job as JSON (errors included)."""
-    ctx = _context()
-    with ctx.sessions() as session:
+    with _sessions()() as session:
         typer.echo(json.dumps(jobs.describe(_job_or_exit(session, job_id)), default=str, indent=2))
 
 

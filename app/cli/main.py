@@ -1,52 +1,84 @@
-"""The `endoseek` command: serve, migrate, keys, plus optional sub-apps of other packages."""
+"""The `endoseek` command: serve and migrate here, every other verb imported when it runs.
+
+Verbs live in their own modules and are listed in VERBS with their one-line help, so
+`endoseek --help` and the verbs that need no model start without importing torch.
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 import typer
 
-from app.cli import demo as demo_cli
-from app.cli import jobs as jobs_cli
-from app.cli import keys as keys_cli
-from app.settings import get_settings
+from app.cli.lazy import LazyVerb, lazy_group
+
+# To add a verb: one line here ("module:attribute" is a typer.Typer sub-app or a command
+# function); its module is imported only when the verb runs. Keep `help` equal to the first
+# line of the target's help (tests/app/test_import_boundary.py checks it).
+VERBS = (
+    LazyVerb("keys", "app.cli.keys:app", "Manage API keys."),
+    LazyVerb(
+        "import",
+        "app.cli.jobs:import_cmd",
+        "Import a folder (subfolder = procedure) or a CSV manifest of an existing archive.",
+    ),
+    LazyVerb(
+        "reindex",
+        "app.cli.jobs:reindex_cmd",
+        "Re-embed every photo with BUNDLE, then make it the active model (zero downtime).",
+    ),
+    LazyVerb("jobs", "app.cli.jobs:jobs_app", "Batch jobs: list, show, resume."),
+    LazyVerb(
+        "backup",
+        "app.cli.backup:backup_cmd",
+        "Back up the database and the image files it references into a new DIR (service may run).",
+    ),
+    LazyVerb(
+        "restore",
+        "app.cli.backup:restore_cmd",
+        "Restore a backup DIR into the configured database and storage (service stopped).",
+    ),
+    LazyVerb(
+        "import-reference",
+        "app.cli.reference:import_reference",
+        "Store labelled photos as reference photos of their folder's label.",
+    ),
+    LazyVerb(
+        "calibrate",
+        "app.documentation.cli:calibrate",
+        "Calibrate per-label landmark thresholds for a target precision on held-out images.",
+    ),
+    LazyVerb(
+        "demo",
+        "app.cli.demo:demo",
+        "Seed a SYNTHETIC demo archive (generated photos, reference gallery, a QA key).",
+    ),
+    LazyVerb("bundle", "embedder.cli:bundle_app", "Build and inspect model bundles."),
+    LazyVerb(
+        "train",
+        "training.cli:train",
+        "Fine-tune (LoRA + fusion head) with metric learning and export the best bundle.",
+    ),
+    LazyVerb(
+        "eval",
+        "training.cli:evaluate",
+        "Score a bundle and its baselines on the dataset's test split; JSON + Markdown + PNG.",
+    ),
+)
 
 app = typer.Typer(
-    name="endoseek", help="EndoSeek: image retrieval for GI endoscopy.", no_args_is_help=True
+    name="endoseek",
+    help="EndoSeek: image retrieval for GI endoscopy.",
+    no_args_is_help=True,
+    cls=lazy_group(VERBS),
 )
-app.add_typer(keys_cli.app, name="keys")
-jobs_cli.register(app)
-demo_cli.register(app)
-
-# sub-apps of other packages, mounted only when importable: (name, module, attribute)
-# (training pulls in matplotlib and pytorch-metric-learning: imported only when mounted)
-OPTIONAL_SUBAPPS = (("bundle", "embedder.cli", "bundle_app"),)
-OPTIONAL_COMMANDS = (
-    ("calibrate", "app.documentation.cli", "calibrate"),
-    ("import-reference", "app.cli.reference", "import_reference"),
-    ("train", "training.cli", "train"),
-    ("eval", "training.cli", "evaluate"),
-)
-
-
-def _mount_optional() -> None:
-    for name, module, attr in OPTIONAL_SUBAPPS + OPTIONAL_COMMANDS:
-        try:
-            sub = getattr(importlib.import_module(module), attr)
-        except ImportError as exc:  # a package not installed never breaks the CLI
-            logging.getLogger(__name__).debug("%s not mounted: %s", name, exc)
-            continue
-        if isinstance(sub, typer.Typer):
-            app.add_typer(sub, name=name)
-        else:
-            app.command(name)(sub)
 
 
 @app.command()
 def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Bring the database (ENDOSEEK_DATABASE_URL) to the newest schema."""
     from app.db import migrate as m
+    from app.settings import get_settings
 
     settings = get_settings()
     settings.ensure_dirs()
@@ -63,7 +95,9 @@ def serve(
     """Run the HTTP service (one process: it owns the index)."""
     import uvicorn
 
+    from app.cli.keys import ensure_admin_key
     from app.main import create_app
+    from app.settings import get_settings
 
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
@@ -71,19 +105,25 @@ def serve(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     if announce:
-        key = keys_cli.ensure_admin_key(settings, name="admin (first start)")
+        key = ensure_admin_key(settings, name="admin (first start)")
         typer.echo(f"EndoSeek at http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
         if key:
             typer.echo(f"Admin API key (shown once, store it now): {key}")
     from app.api import logsafe
+    from app.api.server_options import uvicorn_options
 
     logsafe.install()  # no query strings (patient identifiers) in access lines
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        **uvicorn_options(settings),  # slow and stuck clients: docs/deploy.md
+    )
 
 
 def main() -> None:
     """Console-script entry point."""
-    _mount_optional()
     app()
 
 

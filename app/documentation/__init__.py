@@ -1,6 +1,11 @@
-"""Required-documentation flags: standards, landmark prediction, calibration and reports."""
+"""Required-documentation flags: standards, landmark prediction, calibration and reports.
 
-from app.documentation.calibrate import LabelCurve, fit_calibration
+Calibration needs scikit-learn (about 2 s to import), which serving never does: its two
+names load on first use (PEP 562).
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from app.documentation.gallery import ExactSearch, Neighbours, ReferenceGallery, VectorSearch
 from app.documentation.loader import StandardError, StandardRegistry, load_standard, load_standards
 from app.documentation.predict import LandmarkPredictor, Prediction
@@ -24,6 +29,9 @@ from app.documentation.thresholds import (
     Uncalibrated,
 )
 from app.documentation.vote import VoteConfig, best_label, vote
+
+if TYPE_CHECKING:
+    from app.documentation.calibrate import LabelCurve, fit_calibration
 
 __all__ = [
     "UNRECOGNISED",
@@ -60,3 +68,11 @@ __all__ = [
     "save_calibration",
     "vote",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("LabelCurve", "fit_calibration"):
+        from app.documentation import calibrate
+
+        return getattr(calibrate, name)
+    raise AttributeError(f"module 'app.documentation' has no attribute {name!r}")

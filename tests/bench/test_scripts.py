@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.timing import scaled
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -17,7 +19,9 @@ def _run(args: list[str], tmp_path: Path) -> str:
     doc = tmp_path / "benchmarks.md"
     cmd = [sys.executable, *args, "--write-docs", str(doc)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=scaled(600)
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return doc.read_text()
 
@@ -47,3 +51,12 @@ def test_reindex_benchmark_reports_paired_rounds(tmp_path: Path) -> None:
     assert len(re.findall(r"^\| [12] \| \d+\.\d \|", text, re.M)) == 2
     assert re.search(r"median of 2 paired rounds: \*\*\d+\.\d\dx\*\*", text)
     assert "job status completed" in text
+
+
+@pytest.mark.slow
+def test_startup_benchmark_times_every_process(tmp_path: Path) -> None:
+    text = _run(["bench/startup.py", "--runs", "1", "--warmup", "0"], tmp_path)
+    assert "## Start-up" in text and "/usr/bin/time -f %e" in text
+    for label in ("--help", "migrate", "keys list", "jobs list", "serve -> /ready 200"):
+        row = rf"^\| `endoseek {re.escape(label)}` \| < \d+ s \| \*\*\d+\.\d\d\*\* \((met|MISSED)\)"
+        assert re.search(row, text, re.M), label
