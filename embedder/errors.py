@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+# Every code an ImageDecodeError carries (the API answers 415 for unsupported_type, 413 for
+# image_too_large, 422 for the rest).
+DECODE_CODES = (
+    "empty_file",
+    "unsupported_type",
+    "corrupt_image",
+    "too_many_pixels",
+    "image_too_large",
+    "animated_image",
+)
+
 
 class ImageDecodeError(ValueError):
     """An upload that cannot become an RGB image; `code` is stable and `message` client-safe."""

@@ -3,18 +3,29 @@
 Decoding is defensive because uploads are untrusted: the type is sniffed from magic bytes, the
 pixel count is checked from the header before any pixel data is decoded, truncated files are
 errors (never half images) and every colour mode ends as 8-bit RGB.
+
+Every ingest path goes through `decode_upload`, whose guard (`decode_guard`) turns whatever
+Pillow, libtiff, libwebp or the preprocessing raise on hostile bytes (TypeError, KeyError,
+struct.error, ...) into an ImageDecodeError: a client error with a stable code, never a 500.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Literal
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from embedder.errors import ImageDecodeError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # (magic prefix, offset, mime, Pillow format name)
 _MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
@@ -42,14 +53,81 @@ def sniff_mime(data: bytes) -> str | None:
     return None
 
 
+# What Pillow documents for damaged files; anything else is logged once per type (a codec quirk
+# or a bug worth knowing about) but still answered as a damaged file.
+_EXPECTED = (OSError, SyntaxError, ValueError, EOFError)
+_logged: set[type[BaseException]] = set()
+
+
+@contextmanager
+def decode_guard() -> Iterator[None]:
+    """Any exception inside becomes an ImageDecodeError: MemoryError -> image_too_large,
+    Pillow's bomb check -> too_many_pixels, everything else -> corrupt_image.
+
+    Only `Exception`s are converted: KeyboardInterrupt and SystemExit pass through.
+    """
+    try:
+        yield
+    except ImageDecodeError:
+        raise
+    except MemoryError as exc:
+        raise ImageDecodeError(
+            "image_too_large", "The image needs more memory to decode than is allowed."
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("too_many_pixels", f"The image has too many pixels: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: every failure is the file's
+        if not isinstance(exc, _EXPECTED) and type(exc) not in _logged:
+            _logged.add(type(exc))
+            log.warning(
+                "decoding an upload raised %s: %s (answered corrupt_image; logged once per type)",
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+        detail = str(exc)[:200] or type(exc).__name__
+        raise ImageDecodeError("corrupt_image", f"The image data is damaged: {detail}") from exc
+
+
+@dataclass(frozen=True)
+class DecodedUpload(Generic[T]):
+    """A checked upload: its sniffed type, pixel size and what `prepare` made of the image."""
+
+    mime: str
+    width: int
+    height: int
+    prepared: T
+
+
+def decode_upload(
+    data: bytes,
+    *,
+    max_pixels: int,
+    prepare: Callable[[Image.Image], T],
+    animated: AnimatedPolicy = "reject",
+) -> DecodedUpload[T]:
+    """The one entry for untrusted bytes on every ingest path (upload, search, import, ...):
+    sniff, decode, check and `prepare` (e.g. an embedder's preprocess) under `decode_guard`,
+    so any failure is an ImageDecodeError and nothing has been stored yet."""
+    with decode_guard():
+        img = _decode(data, max_pixels, animated)
+        prepared = prepare(img)
+        return DecodedUpload(sniff_mime(data) or "application/octet-stream", *img.size, prepared)
+
+
 def decode_image(
     data: bytes, *, max_pixels: int, animated: AnimatedPolicy = "reject"
 ) -> Image.Image:
     """Decode untrusted bytes into a fully loaded, EXIF-upright 8-bit RGB image.
 
-    Raises ImageDecodeError with code empty_file, unsupported_type, corrupt_image,
-    too_many_pixels or animated_image. `animated="first_frame"` keeps frame 0 instead.
+    Raises ImageDecodeError (only) with code empty_file, unsupported_type, corrupt_image,
+    too_many_pixels, image_too_large or animated_image. `animated="first_frame"` keeps
+    frame 0 instead.
     """
+    with decode_guard():
+        return _decode(data, max_pixels, animated)
+
+
+def _decode(data: bytes, max_pixels: int, animated: AnimatedPolicy) -> Image.Image:
     if not data:
         raise ImageDecodeError("empty_file", "The file is empty.")
     mime = sniff_mime(data)
@@ -58,29 +136,29 @@ def decode_image(
             "unsupported_type", "Not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF)."
         )
     img = _open_header(data, mime, max_pixels)
-    if getattr(img, "n_frames", 1) > 1:
+    if getattr(img, "n_frames", 1) > 1:  # TIFF walks every IFD here: may raise anything
         if animated == "reject":
             raise ImageDecodeError(
                 "animated_image", "Animated or multi-frame images are not accepted."
             )
         img.seek(0)
-    try:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
-    except ImageDecodeError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError("corrupt_image", f"The image data is damaged: {exc}") from exc
+    img.load()
+    img = _to_rgb(ImageOps.exif_transpose(img))
+    if img.width <= 0 or img.height <= 0 or img.width * img.height > max_pixels:
+        raise ImageDecodeError(  # a frame or EXIF rotation that disagrees with the header
+            "too_many_pixels" if img.width * img.height > max_pixels else "corrupt_image",
+            f"The decoded image is {img.width}x{img.height} pixels.",
+        )
+    return img
 
 
 def _open_header(data: bytes, mime: str, max_pixels: int) -> Image.Image:
     """Parse only the header and enforce the pixel limit before any pixel data is decoded."""
     try:  # Pillow's own bomb check is a global backstop; ours below uses the caller's limit
         img = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[mime]])
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError("too_many_pixels", f"The image has too many pixels: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Image.DecompressionBombError:
+        raise  # decode_guard: too_many_pixels
+    except _EXPECTED as exc:
         raise ImageDecodeError("corrupt_image", f"The image cannot be read: {exc}") from exc
     width, height = img.size
     if width <= 0 or height <= 0:

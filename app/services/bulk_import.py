@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -25,8 +25,13 @@ from app.services import jobs, model_registry, vectors
 from app.services.job_exec import JobContext, Progress, Stages, run_job, run_stages
 from app.services.pending_models import pending_models
 from app.services.storage import sha256_hex, storage_key
-from embedder import Embedder, decode_image, sniff_mime
+from embedder import Embedder
+from embedder.preprocess import decode_upload
 from indexer.pipeline import Chunk, Decoded, RunResult
+
+if TYPE_CHECKING:
+    import torch
+    from PIL.Image import Image as PILImage
 
 KIND = "import"
 SOURCE = "import"
@@ -177,10 +182,13 @@ def _stages(
             raise ValueError("no procedure external id")
         when = _parse_time(entry.captured_at)
         data = Path(entry.path).read_bytes()
-        image = decode_image(data, max_pixels=max_pixels)
-        loaded = Loaded(sha256_hex(data), sniff_mime(data) or "application/octet-stream",
-                        image.width, image.height, data, when)  # fmt: skip
-        return Decoded({m.id: e.preprocess(image) for m, e in models}, loaded)
+        # the shared guard: a damaged file is an ImageDecodeError, listed in the job's errors
+        up = decode_upload(data, max_pixels=max_pixels, prepare=prepare)
+        loaded = Loaded(sha256_hex(data), up.mime, up.width, up.height, data, when)
+        return Decoded(up.prepared, loaded)
+
+    def prepare(image: PILImage) -> dict[str, torch.Tensor]:
+        return {m.id: e.preprocess(image) for m, e in models}
 
     def commit(chunk: Chunk) -> None:
         errors = [{"path": f.item.path, "error": f.error} for f in chunk.failures]

@@ -106,6 +106,25 @@ def tiff_lying_header() -> bytes:
     return b"II*\x00" + struct.pack("<I", 0x7FFFFFF0) + b"\x00" * 64
 
 
+def tiff_unreadable_frame_count() -> bytes:
+    """A 3-page TIFF whose second IFD lost its ImageWidth tag: frame 0 opens fine, but counting
+    the frames (`n_frames`) makes Pillow raise TypeError("Missing dimensions"), which once
+    escaped the decoder as a 500."""
+    frames = [Image.new("RGB", (40, 32), (40 * i, 90, 120)) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    data = bytearray(buf.getvalue())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    (ifd,) = struct.unpack("<I", data[ifd + 2 + 12 * count : ifd + 6 + 12 * count])  # 2nd IFD
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for e in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        if struct.unpack("<H", data[e : e + 2])[0] == 256:  # ImageWidth -> a private tag
+            data[e : e + 2] = struct.pack("<H", 0x7FFF)
+            return bytes(data)
+    raise AssertionError("no ImageWidth tag in the second IFD")
+
+
 def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0undary") -> bytes:
     """A raw multipart body: (field name, file name or None, content) per part."""
     out = io.BytesIO()

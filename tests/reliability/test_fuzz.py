@@ -1,10 +1,12 @@
 """Property-based fuzzing of every operation in the service's own OpenAPI document.
 
 schemathesis generates valid and invalid requests from the schema; the in-process ASGI app
-runs on a real tmp SQLite database and storage with the real baseline model; every request
-carries a valid admin key. Checks: no server error, status codes, content types and bodies
-conform to the schema. Examples per operation are bounded (FUZZ_EXAMPLES) to keep the run
-near a minute on two cores.
+runs on a real database (a tmp SQLite file, then a fresh PostgreSQL database) and tmp storage
+with the real baseline model; every request carries a valid admin key. Checks: no server
+error, status codes, content types and bodies conform to the schema. Examples per operation
+are bounded to keep the run near a minute on two cores: FUZZ_EXAMPLES on SQLite and
+FUZZ_EXAMPLES_PG on PostgreSQL (the second backend re-checks the database layer; the request
+generation itself is the same).
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.db import migrate
 from app.main import create_app
 from tests.app.conftest import create_keys, jpeg_bytes, make_settings
 
 pytestmark = pytest.mark.slow
 FUZZ_EXAMPLES = int(os.environ.get("ENDOSEEK_FUZZ_EXAMPLES", "200"))
+FUZZ_EXAMPLES_PG = int(os.environ.get("ENDOSEEK_FUZZ_EXAMPLES_PG", "40"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -38,11 +40,12 @@ _HEADERS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory):
+def api_schema(tmp_path_factory: pytest.TempPathFactory, backend_url: str):
+    """(schema, examples per operation) on each backend (conftest.backend_url)."""
     root: Path = tmp_path_factory.mktemp("fuzz")
-    url = f"sqlite:///{root / 'fuzz.db'}"
-    migrate.upgrade(url)
+    url = backend_url
     keys = create_keys(url)
+    _HEADERS.clear()
     _HEADERS.update(keys["admin"])
     # seed one procedure with one photo (through a separate app instance: a runtime is
     # started once) so that id-based operations can hit real rows
@@ -62,20 +65,21 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory):
         assert r.status_code == 201, r.text
     app = create_app(make_settings(root, url), with_ui=False)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    return schema
+    return schema, FUZZ_EXAMPLES if url.startswith("sqlite") else FUZZ_EXAMPLES_PG
 
 
 def test_api_conforms_and_never_errors(api_schema) -> None:
-    """Every operation, FUZZ_EXAMPLES generated cases each (the pytest plugin's lazy loader
-    does not support this pytest, so the operations are walked here)."""
-    operations = [r.ok() for r in api_schema.get_all_operations()]
+    """Every operation, FUZZ_EXAMPLES (FUZZ_EXAMPLES_PG) generated cases each (the pytest
+    plugin's lazy loader does not support this pytest, so the operations are walked here)."""
+    schema, examples = api_schema
+    operations = [r.ok() for r in schema.get_all_operations()]
     assert len(operations) >= 15
     failures = []
     for op in operations:
 
         @given(case=op.as_strategy())
         @settings(
-            max_examples=FUZZ_EXAMPLES,
+            max_examples=examples,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             derandomize=True,
