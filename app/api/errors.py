@@ -6,11 +6,13 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.services import faults
 from app.services.errors import ProblemError
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def problem_response(
         **extra,
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    if status == 429 and "retry_after" in extra:
+    if status in (429, 503) and "retry_after" in extra:
         headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
@@ -101,6 +103,26 @@ def install(app: FastAPI) -> None:
         errors = _validation_errors(exc)
         first = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:3])
         return problem_response(422, "validation_error", f"Invalid request: {first}", errors=errors)
+
+    async def _environment(request: Request, exc: Exception) -> JSONResponse:
+        """A full volume (507) or an unreachable database (503 + Retry-After); else a 500."""
+        problem = faults.problem_for(exc, request.app.state.settings)
+        if problem is None:
+            raise exc  # to the catch-all: logged with its traceback, 500
+        log.warning(
+            "%s on %s %s: %s: %s",
+            problem.code,
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+        return problem_response(problem.status, problem.code, problem.detail, **problem.extra)
+
+    # registered by type so they run in the exception middleware (the catch-all below runs in
+    # the outermost one, which re-raises after answering)
+    app.add_exception_handler(OSError, _environment)
+    app.add_exception_handler(sa.exc.SQLAlchemyError, _environment)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

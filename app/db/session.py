@@ -14,6 +14,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # archive (embeddings alone: ~16 MB of them) then thrash, and every search by id pays extra
 # page reads. The cache only grows with the pages a connection actually reads.
 SQLITE_CACHE_KIB = 65_536
+# libpq TCP keepalives: a server that vanished without closing the socket is noticed in
+# about idle + interval x count seconds instead of the kernel's two hours.
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -27,8 +35,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_db_engine(url: str, **kw: Any) -> sa.Engine:
-    """An engine for `url`; SQLite connections get the pragmas above."""
+def create_db_engine(url: str, *, connect_timeout_s: int = 5, **kw: Any) -> sa.Engine:
+    """An engine for `url`; SQLite connections get the pragmas above, server databases a
+    bounded connect."""
     if url.startswith("sqlite"):
         kw.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         kw.setdefault("pool_size", 20)
@@ -36,9 +45,18 @@ def create_db_engine(url: str, **kw: Any) -> sa.Engine:
         engine = sa.create_engine(url, **kw)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    # A dead server must fail requests fast (503) and a restarted one be found again without
+    # a restart of ours: pre-ping replaces connections the server dropped, a connect timeout
+    # bounds a connect to an unreachable host, TCP keepalives notice a peer that vanished
+    # mid-query.
     kw.setdefault("pool_pre_ping", True)
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
+    if url.startswith("postgresql"):
+        args = kw.setdefault("connect_args", {})
+        args.setdefault("connect_timeout", connect_timeout_s)
+        for name, value in PG_KEEPALIVES.items():
+            args.setdefault(name, value)
     return sa.create_engine(url, **kw)
 
 

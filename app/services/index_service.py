@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.services import vectors
+from app.services import faults, vectors
 from app.settings import Settings
 from indexer import FaissIndex, load_snapshot, save_snapshot
 
@@ -123,8 +123,11 @@ class IndexService:
                 try:
                     if self._dirty:
                         self.snapshot()
-                except Exception:  # noqa: BLE001 - keep serving; the next tick retries
-                    log.exception("periodic snapshot failed")
+                except Exception as exc:  # noqa: BLE001 - keep serving; the next tick retries
+                    if faults.is_disk_full(exc):
+                        log.warning("index snapshot skipped, no space in %s", self.index_dir)
+                    else:
+                        log.exception("periodic snapshot failed")
 
         self._thread = threading.Thread(target=loop, name="index-snapshot", daemon=True)
         self._thread.start()
@@ -138,16 +141,22 @@ class IndexService:
             self.snapshot()
 
     def snapshot(self) -> Path | None:
-        """Write a snapshot of the live index (atomic); returns its path."""
+        """Write a snapshot of the live index (atomic); returns its path.
+
+        A failed write (a full volume) leaves no partial snapshot and keeps the index marked
+        changed, so the next periodic tick or the final snapshot at stop tries again.
+        """
         with self._swap_lock:
             if self._index is None:
                 return None
             ids = self._index.ids()
             watermark = int(ids[-1]) if len(ids) else 0
-            self._dirty = 0
-            return save_snapshot(
+            dirty = self._dirty
+            path = save_snapshot(
                 self._index, self.index_dir, model_id=self.model_id, watermark=watermark
             )
+            self._dirty -= dirty
+            return path
 
     def swap(self, model_id: str, index: FaissIndex) -> None:
         """Make `index` (of `model_id`) the live one; used by the re-index flip."""

@@ -8,6 +8,7 @@ A crash between file write and commit leaves an orphan file that the start-up sw
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from concurrent.futures import Future
@@ -21,14 +22,17 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db.models import Embedding, Image, Procedure
 from app.db.session import session_scope
-from app.services import vectors
+from app.services import faults, vectors
 from app.services.batching import MicroBatcher
 from app.services.errors import ProblemError
 from app.services.ingest_hooks import IngestAnnotation
 from app.services.pending_models import PendingEmbedders
 from app.services.runtime import Runtime
 from app.services.storage import sha256_hex, storage_key
-from embedder import Embedder, ImageDecodeError, decode_image, sniff_mime
+from embedder import Embedder, ImageDecodeError
+from embedder.preprocess import decode_upload
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,11 +65,24 @@ class IngestResult:
 
 
 def _decode(rt: Runtime, emb: Embedder, upload: Upload, sha256: str) -> Decoded:
-    """Runs in the decode pool: sniff, decode with the pixel limit, preprocess for `emb`."""
-    img = decode_image(upload.data, max_pixels=rt.settings.max_pixels)
-    mime = sniff_mime(upload.data) or "application/octet-stream"
-    tensor = emb.preprocess(img)
-    return Decoded(sha256, mime, img.width, img.height, upload.data, tensor)
+    """Runs in the decode pool: sniff, decode with the pixel limit, preprocess for `emb`;
+    any failure of the bytes is an ImageDecodeError (decode_upload's guard)."""
+    up = decode_upload(upload.data, max_pixels=rt.settings.max_pixels, prepare=emb.preprocess)
+    return Decoded(sha256, up.mime, up.width, up.height, upload.data, up.prepared)
+
+
+# HTTP status of each ImageDecodeError code (422 for the others).
+_DECODE_STATUS = {"unsupported_type": 415, "image_too_large": 413}
+
+
+def decode_problem(exc: ImageDecodeError, index: int) -> ProblemError:
+    """The one mapping of a bad upload to problem+json, for every REST path that decodes."""
+    return ProblemError(
+        _DECODE_STATUS.get(exc.code, 422),
+        exc.code,
+        f"File {index}: {exc.message}",
+        file_index=index,
+    )
 
 
 @dataclass(frozen=True)
@@ -162,12 +179,7 @@ class IngestService:
                 try:
                     out.append(fut.result())
                 except ImageDecodeError as exc:
-                    raise ProblemError(
-                        415 if exc.code == "unsupported_type" else 422,
-                        exc.code,
-                        f"File {i}: {exc.message}",
-                        file_index=i,
-                    ) from exc
+                    raise decode_problem(exc, i) from exc
         finally:
             self.rt.metrics.observe("decode", time.perf_counter() - decoding.started)
         return out
@@ -184,6 +196,7 @@ class IngestService:
         knows (the procedure, stored copies of the same bytes, their vectors), so the only
         work between a photo's arrival and the model is its decoding.
         """
+        faults.require_space(self.rt.settings)  # 507 before any work while a volume is low
         serving = Serving.of(self.rt)
         decoding = self.start_decode(uploads, serving)
         with self.rt.sha_locks.hold(decoding.shas):
@@ -320,14 +333,21 @@ class IngestService:
         """Remove files this request created unless a live image uses them."""
         if not keys:
             return
-        with self.rt.sessions() as session:
-            used = set(
-                session.scalars(
-                    sa.select(Image.storage_key).where(
-                        Image.storage_key.in_(keys), Image.deleted_at.is_(None)
+        try:
+            with self.rt.sessions() as session:
+                used = set(
+                    session.scalars(
+                        sa.select(Image.storage_key).where(
+                            Image.storage_key.in_(keys), Image.deleted_at.is_(None)
+                        )
                     )
                 )
-            )
+        except sa.exc.SQLAlchemyError:
+            # the database cannot say whether another writer (an import) uses these bytes:
+            # keep the files (an orphan costs space, a deleted live file loses a photo); the
+            # start-up sweep removes them, and the request's own error is the one answered
+            log.warning("database unavailable: %d new file(s) kept for the sweep", len(keys))
+            return
         for key in keys:
             if key not in used:
                 with contextlib.suppress(OSError):

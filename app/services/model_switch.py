@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import Embedding, Image
-from app.services import model_registry, vectors
+from app.services import faults, model_registry, vectors
 from app.services.batching import MicroBatcher
 from app.services.index_service import IndexService
 from app.services.runtime import Runtime
@@ -108,8 +108,11 @@ class ModelWatcher:
             while not self._stop.wait(self.interval_s):
                 try:
                     self.check()
-                except Exception:  # noqa: BLE001 - keep serving the current model
-                    log.exception("active-model check failed")
+                except Exception as exc:  # noqa: BLE001 - keep serving the current model
+                    if faults.is_db_unavailable(exc):  # an outage: one line, next tick retries
+                        log.warning("active-model check skipped: %s", type(exc).__name__)
+                    else:
+                        log.exception("active-model check failed")
 
         self._thread = threading.Thread(target=loop, name="model-watcher", daemon=True)
         self._thread.start()

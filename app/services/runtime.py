@@ -53,7 +53,9 @@ class Runtime:
     def create(cls, settings: Settings, hooks: list[IngestHook] | None = None) -> Runtime:
         """Build (not start) the components from settings."""
         settings.ensure_dirs()
-        engine = create_db_engine(settings.database_url)
+        engine = create_db_engine(
+            settings.database_url, connect_timeout_s=settings.db_connect_timeout_s
+        )
         storage = Storage(settings.storage_dir, settings.thumbnail_size)
         return cls(settings, engine, create_session_factory(engine), storage, hooks=hooks or [])
 

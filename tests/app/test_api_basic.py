@@ -28,6 +28,7 @@ def test_health_ready_without_and_with_key(client: TestClient, headers: dict) ->
         "database": True,
         "model": True,
         "index": True,
+        "storage": True,
     }
 
 
