@@ -1,7 +1,19 @@
-"""ASGI middleware that caps request bodies while they stream in (413 problem+json)."""
+"""ASGI middleware that bounds request bodies while they stream in: size and time.
+
+Size: over `max_bytes` -> 413 problem+json. Time: uvicorn has no request-body timeout, so a
+client that sends headers and then trickles or stalls its body would hold a connection, a task
+and its buffered bytes forever. Here every wait for body bytes is bounded: no bytes for
+`idle_timeout_s`, or an average below `min_rate_bps` once the first `idle_timeout_s` have
+passed -> 408 problem+json `request_timeout` with `Connection: close` (uvicorn then closes the
+socket). Waits after the body is complete (a handler listening for disconnect) are not bounded.
+A response sent before a declared body has fully arrived (401, 404...) carries
+`Connection: close`: else a client could keep trickling the unread body into the socket forever.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -9,12 +21,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.errors import problem_response
 
 
-class BodyLimit:
-    """Reject bodies over `max_bytes`: early by Content-Length, else when the count passes it."""
+class BodyTimeoutError(Exception):
+    """The body stalled after the response had started: aborting the app closes the socket."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimit:
+    """Reject bodies over `max_bytes` (413) and bodies that stall or crawl (408)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        idle_timeout_s: float | None = None,
+        min_rate_bps: float = 0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_timeout_s = idle_timeout_s  # None: no time bound (in-process tests)
+        self.min_rate_bps = min_rate_bps  # 0: only the idle timeout applies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -24,35 +48,78 @@ class BodyLimit:
         if declared is not None and declared > self.max_bytes:
             await self._reject(scope, receive, send)
             return
-        state: dict[str, Any] = {"seen": 0, "over": False, "started": False}
+        state: dict[str, Any] = {
+            "body": bool(declared) or _has_header(scope, b"transfer-encoding"),
+            "seen": 0,
+            "over": False,
+            "late": False,  # the body stalled or fell below the minimum rate
+            "done": False,  # the whole body has arrived
+            "started": False,  # a response start reached the client (the app's or ours)
+            "refused": False,  # ours: 413 or 408
+            "begun": time.monotonic(),
+        }
 
         async def limited() -> Message:
-            if state["over"]:
+            if state["over"] or state["late"]:
                 return {"type": "http.disconnect"}
-            msg = await receive()
+            if state["done"] or self.idle_timeout_s is None:
+                msg = await receive()
+            else:
+                try:
+                    msg = await asyncio.wait_for(receive(), self._wait_s(state))
+                except TimeoutError:
+                    state["late"] = True
+                    return {"type": "http.disconnect"}
             if msg["type"] == "http.request":
                 state["seen"] += len(msg.get("body", b""))
+                state["done"] = not msg.get("more_body", False)
                 if state["seen"] > self.max_bytes:
                     state["over"] = True
                     return {"type": "http.disconnect"}
             return msg
 
         async def guarded(msg: Message) -> None:
-            if state["over"]:
+            if state["over"] or state["late"]:
                 if msg["type"] == "http.response.start" and not state["started"]:
-                    state["started"] = True
-                    await self._reject(scope, receive, send)
+                    await self._refuse(state, scope, receive, send)
                 return
-            state["started"] = state["started"] or msg["type"] == "http.response.start"
+            if msg["type"] == "http.response.start":
+                state["started"] = True
+                if state["body"] and not state["done"]:  # an unread body: do not keep the socket
+                    msg = {**msg, "headers": [*msg.get("headers", []), (b"connection", b"close")]}
             await send(msg)
 
         try:
             await self.app(scope, limited, guarded)
         except Exception:
-            if not state["over"]:
+            if not (state["over"] or state["late"]):
                 raise
-        if state["over"] and not state["started"]:
+        if state["late"] and state["started"] and not state["refused"]:
+            raise BodyTimeoutError("request body timed out after the response started")
+        if (state["over"] or state["late"]) and not state["started"]:
+            await self._refuse(state, scope, receive, send)
+
+    def _wait_s(self, state: dict[str, Any]) -> float:
+        """Seconds the next body chunk may take: the idle timeout, or less to keep the rate."""
+        assert self.idle_timeout_s is not None
+        if self.min_rate_bps <= 0:
+            return self.idle_timeout_s
+        # After a grace of one idle timeout, the body must average at least min_rate_bps.
+        deadline = state["begun"] + self.idle_timeout_s + state["seen"] / self.min_rate_bps
+        return max(0.0, min(self.idle_timeout_s, deadline - time.monotonic()))
+
+    async def _refuse(
+        self, state: dict[str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        state["started"] = state["refused"] = True
+        if state["over"]:
             await self._reject(scope, receive, send)
+            return
+        resp = problem_response(
+            408, "request_timeout", "The request body arrived too slowly or stopped arriving."
+        )
+        resp.headers["Connection"] = "close"
+        await resp(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         resp = problem_response(
@@ -60,6 +127,10 @@ class BodyLimit:
         )
         resp.headers["Connection"] = "close"
         await resp(scope, receive, send)
+
+
+def _has_header(scope: Scope, name: bytes) -> bool:
+    return any(key == name for key, _ in scope.get("headers", []))
 
 
 def _content_length(scope: Scope) -> int | None:
