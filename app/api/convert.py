@@ -20,6 +20,10 @@ def procedure_out(p: Procedure | ProcedureRow) -> schemas.ProcedureOut:
     )
 
 
+def image_url(img: Image | ImageRow) -> str:
+    return f"/v1/images/{img.uid}"
+
+
 def file_url(img: Image | ImageRow) -> str:
     return f"/v1/images/{img.uid}/file"
 
@@ -48,3 +52,9 @@ def image_out(
             for lab in labels or []
         ],
     )
+
+
+def procedure_image_out(img: Image, landmark: schemas.Landmark | None) -> schemas.ProcedureImageOut:
+    """A procedure's photo with its labels (loaded with the image), links and landmark."""
+    base = image_out(img, img.labels).model_dump()
+    return schemas.ProcedureImageOut(**base, url=image_url(img), landmark=landmark)

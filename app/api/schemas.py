@@ -92,6 +92,23 @@ class ImageOut(BaseModel):
     labels: list[LabelOut] = []
 
 
+class ProcedureImageOut(ImageOut):
+    """A photo of a procedure with its predicted landmark and the link to its metadata."""
+
+    url: str = Field(description="This photo's metadata (GET /v1/images/{id}).")
+    landmark: Landmark | None = Field(
+        description="The serving model's prediction ('unrecognised' below its threshold); "
+        "null while there is no reference gallery."
+    )
+
+
+class ProcedureImagePage(BaseModel):
+    """One page of a procedure's photos, oldest first; pass `next_cursor` as `cursor`."""
+
+    items: list[ProcedureImageOut]
+    next_cursor: str | None
+
+
 class IngestItem(BaseModel):
     """Per-file ingest answer."""
 

@@ -1,4 +1,5 @@
-"""Procedures: idempotent create on (source, external_id), get, filtered keyset listing."""
+"""Procedures: idempotent create on (source, external_id), get, filtered keyset listing,
+and the keyset listing of one procedure's live photos."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from app.db.models import Procedure
+from app.db.models import Image, Procedure
 from app.services import pagination
 from app.services.errors import ProblemError
 
@@ -88,3 +89,25 @@ def list_page(
         return rows, None
     last = rows[limit - 1]
     return rows[:limit], pagination.encode(last.created_at, last.id)
+
+
+def images_page(
+    session: Session, procedure_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[Image], str | None]:
+    """One page of the procedure's live photos with their labels loaded, oldest first (by
+    created_at, then public uid: the same opaque cursors as the procedure list); 404 for an
+    unknown procedure."""
+    get(session, procedure_id)
+    q = (
+        sa.select(Image)
+        .where(Image.procedure_id == procedure_id, Image.deleted_at.is_(None))
+        .options(selectinload(Image.labels))
+    )
+    if cursor:
+        ts, uid = pagination.decode(cursor)
+        q = q.where(sa.or_(Image.created_at > ts, sa.and_(Image.created_at == ts, Image.uid > uid)))
+    rows = list(session.scalars(q.order_by(Image.created_at, Image.uid).limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], pagination.encode(last.created_at, last.uid)
