@@ -93,7 +93,12 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        idle_timeout_s=settings.body_idle_timeout_s,
+        min_rate_bps=settings.body_min_rate_bps,
+    )
     installer = _optional(UI_INSTALLER) if with_ui else None
     if callable(installer):
         try:

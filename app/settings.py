@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 def _default_bundle() -> str:
     """The shipped weight-free baseline bundle, or '' while the embedder is not importable."""
     try:
-        from embedder import default_bundle_path
+        from embedder.paths import default_bundle_path  # a leaf module: no torch
     except ImportError:  # pragma: no cover - embedder is a sibling package of the same repo
         return ""
     return str(default_bundle_path())
@@ -36,8 +36,24 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=40_000_000, gt=0)
     max_files_per_request: int = Field(default=64, gt=0)
     max_request_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    # Slow and stuck clients (app/api/limits.py, app/api/http_protocol.py): a request line and
+    # headers must arrive within header_timeout_s and fit max_header_bytes; a body may pause at
+    # most body_idle_timeout_s and, after that long, must average body_min_rate_bps (0: off).
+    header_timeout_s: float = Field(default=30.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    body_idle_timeout_s: float = Field(default=30.0, gt=0)
+    body_min_rate_bps: int = Field(default=1024, ge=0)
+    keep_alive_timeout_s: int = Field(default=5, ge=1)  # idle keep-alive connections close
+    limit_concurrency: int = Field(default=1000, ge=0)  # open connections; over it: 503; 0 = off
+    backlog: int = Field(default=2048, gt=0)  # listen() queue of not yet accepted connections
     max_k: int = Field(default=100, gt=0)
     search_overfetch: int = Field(default=10, ge=1)
+    # Uploads are refused (507) and /ready fails while the storage, index or SQLite volume has
+    # less free space than this; 0 turns the guard off (a real ENOSPC still answers 507 and
+    # /ready still fails on a volume with no free space at all).
+    min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    db_retry_after_s: int = Field(default=5, ge=1)  # Retry-After of 503 database_unavailable
+    db_connect_timeout_s: int = Field(default=5, ge=1)  # PostgreSQL: a dead server fails fast
 
     batch_max_size: int = Field(default=32, gt=0)
     batch_max_wait_ms: float = Field(default=0.0, ge=0)  # 0: batch what is queued, no timer

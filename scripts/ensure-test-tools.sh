@@ -6,10 +6,13 @@
 set -euo pipefail
 
 # command -> Debian package. chromium: the browser tests drive /usr/bin/chromium through
-# Playwright (never a downloaded browser).
+# Playwright (never a downloaded browser). /usr/bin/time (by path: `time` alone is bash's
+# keyword): bench/startup.py times whole processes with it.
 declare -A tools=(
     [docker-compose]=docker-compose
     [chromium]=chromium
+    [/usr/bin/time]=time
+    [pg_dump]=postgresql-client  # `endoseek backup|restore` on PostgreSQL (pg_dump, pg_restore)
 )
 
 missing=()
