@@ -32,7 +32,7 @@ run: venv
 
 test: venv services
 	@$(BIN)/ruff check .
-	@$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	@$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=15
 
 lint: venv
 	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
