@@ -115,13 +115,17 @@ def test_mutated_files_decode_or_fail_cleanly() -> None:
 def test_tiff_unreadable_frame_count_is_corrupt_image() -> None:
     """Regression: Pillow raises TypeError from `n_frames` on this TIFF (it escaped as a 500)."""
     data = hostile.tiff_unreadable_frame_count()
-    with pytest.raises(TypeError):
-        _ = Image.open(io.BytesIO(data)).n_frames  # the precondition: Pillow's own failure
+    try:  # Pillow's own failure on this file (a later Pillow may read it: then only our contract)
+        _ = Image.open(io.BytesIO(data)).n_frames
+        pillow_error: type[BaseException] | None = None
+    except Exception as exc:  # noqa: BLE001 - whatever it raises is what the guard must catch
+        pillow_error = type(exc)
     for animated in ("reject", "first_frame"):
         with pytest.raises(ImageDecodeError) as err:
             decode_upload(data, max_pixels=MAX_PIXELS, prepare=_prepare, animated=animated)
         assert err.value.code == "corrupt_image"
-        assert isinstance(err.value.__cause__, TypeError)
+        if pillow_error is not None:
+            assert isinstance(err.value.__cause__, pillow_error)
     with pytest.raises(ImageDecodeError):
         decode_image(data, max_pixels=MAX_PIXELS)
 
