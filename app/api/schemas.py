@@ -241,13 +241,41 @@ class StandardOut(BaseModel):
 
 
 class EvidenceOut(BaseModel):
-    """The best photo for a requirement."""
+    """The best photo for a requirement (the candidate when the requirement is uncertain)."""
 
     image_id: uuid.UUID
     thumbnail_url: str
     label: str
     score: float
     source: str
+    threshold: float | None = Field(
+        default=None, description="The label's calibrated threshold (None: uncalibrated)."
+    )
+
+
+class ReasonOut(BaseModel):
+    """Why a requirement is uncertain or missing."""
+
+    code: Literal[
+        "not_calibrated",
+        "too_few_references",
+        "close_second",
+        "low_similarity",
+        "below_threshold",
+        "no_candidate",
+        "no_references",
+    ]
+    detail: str
+
+
+class UnexpectedOut(BaseModel):
+    """A photo whose best whole-gallery match is a landmark this procedure cannot show
+    (a mislabelled procedure kind or a mixed-up upload)."""
+
+    image_id: uuid.UUID
+    thumbnail_url: str
+    label: str
+    score: float
 
 
 class RequirementOut(BaseModel):
@@ -260,6 +288,7 @@ class RequirementOut(BaseModel):
     labels: list[str]
     status: Literal["documented", "uncertain", "missing"]
     best: EvidenceOut | None
+    reason: ReasonOut | None = Field(default=None, description="Set unless documented.")
 
 
 class DocumentationOut(BaseModel):
@@ -272,6 +301,7 @@ class DocumentationOut(BaseModel):
     completeness: float = Field(description="Documented required items / required items.")
     complete: bool
     requirements: list[RequirementOut]
+    unexpected: list[UnexpectedOut] = Field(default_factory=list)
 
 
 class DocumentationSummary(BaseModel):

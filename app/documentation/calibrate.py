@@ -5,19 +5,26 @@ Held-out queries are voted against the gallery as they would be in service. To m
 is voted a second time against the gallery without its own class ("open set"): whatever it
 wins there is a false positive. The thresholds therefore reject both confusions between
 landmarks and look-alikes from outside the gallery.
+
+Votes are fitted the way the service votes: within the reach of the procedure kind that can
+show the query's label (reach.py), narrowed by the same `VoteConfig.reach` mode. A query
+whose label no standard names (a look-alike, a finding) could turn up in any procedure, so
+it is voted once per kind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from app.documentation.gallery import ExactSearch, Neighbours, ReferenceGallery
+from app.documentation.gallery import ExactSearch, ReferenceGallery
+from app.documentation.reach import all_kinds, kinds_of, reach_of
+from app.documentation.schema import Standard
 from app.documentation.thresholds import Calibration, LabelThreshold
-from app.documentation.vote import VoteConfig, best_label
+from app.documentation.vote import VoteConfig, best_within, within
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,19 @@ class LabelCurve:
     thresholds: np.ndarray
 
 
-def _drop_label(neighbours: Neighbours, label: str, k: int) -> Neighbours:
-    keep = [i for i, lab in enumerate(neighbours.labels) if lab != label][:k]
-    return Neighbours(neighbours.scores[keep], tuple(neighbours.labels[i] for i in keep))
+def query_reaches(
+    query_labels: Sequence[str], standards: Mapping[str, Standard]
+) -> tuple[list[int], list[frozenset[str]]]:
+    """(query index, excluded labels) per vote: one per kind that can show the query's label,
+    one per kind for a label no standard names."""
+    kinds = all_kinds(standards)
+    excluded = {kind: reach_of(standards, kind).excluded for kind in kinds}
+    rows, reaches = [], []
+    for i, label in enumerate(query_labels):
+        for kind in kinds_of(standards, label) or kinds:
+            rows.append(i)
+            reaches.append(excluded[kind])
+    return rows, reaches
 
 
 def heldout_votes(
@@ -52,20 +69,22 @@ def heldout_votes(
     vote_config: VoteConfig,
     *,
     open_set: bool = True,
+    reaches: Sequence[frozenset[str]] | None = None,
 ) -> tuple[Votes, Votes | None]:
-    """Held-out votes against the gallery and (open_set) against it without their own class."""
+    """Held-out votes against the gallery and (open_set) against it without their own class;
+    `reaches[i]` are the labels query i's vote may not consider (none when omitted)."""
     search = ExactSearch(np.arange(len(gallery_labels)), gallery_vectors)
     gallery = ReferenceGallery(search, dict(enumerate(gallery_labels)))
-    counts = {lab: list(gallery_labels).count(lab) for lab in set(gallery_labels)}
-    widest = vote_config.k + max(counts.values())
+    reaches = reaches if reaches is not None else [frozenset()] * len(query_labels)
+    n = len(gallery_labels)
     closed, opened = [], []
-    for neighbours, truth in zip(
-        gallery.neighbours(query_vectors, widest), query_labels, strict=True
+    for neighbours, truth, excluded in zip(
+        gallery.neighbours(query_vectors, n), query_labels, reaches, strict=True
     ):
-        head = Neighbours(neighbours.scores[: vote_config.k], neighbours.labels[: vote_config.k])
-        label, score = best_label(head, vote_config)
+        label, score = best_within(neighbours, excluded, vote_config)
         closed.append((label, score, label == truth))
-        label, score = best_label(_drop_label(neighbours, truth, vote_config.k), vote_config)
+        # open set: a gallery that never had the query's class, voted as the service votes
+        label, score = best_within(within(neighbours, frozenset({truth}), n), excluded, vote_config)
         opened.append((label, score, False))
 
     def pack(rows: list[tuple[str | None, float, bool]]) -> Votes:
@@ -126,13 +145,34 @@ def fit_calibration(
     target_precision: float = 0.95,
     uncertain_precision: float = 0.5,
     open_set: bool = True,
+    standards: Mapping[str, Standard] | None = None,
 ) -> tuple[Calibration, list[LabelCurve]]:
-    """Calibrate every gallery label on held-out vectors; returns thresholds and PR curves."""
+    """Calibrate every gallery label on held-out vectors; returns thresholds and PR curves.
+
+    Votes run within each query's procedure reach by `standards` (default: the shipped ones),
+    as the service votes; pass an empty mapping for whole-gallery votes.
+    """
     vote_config = vote_config or VoteConfig()
     gallery_labels = [str(lab) for lab in gallery_labels]
     query_labels = [str(lab) for lab in query_labels]
+    if standards is None:
+        from app.documentation.loader import load_standards
+
+        standards = load_standards()
+    n_heldout = len(query_labels)
+    rows, reaches = query_reaches(query_labels, standards)
+    if not rows:  # no standard at all: one whole-gallery vote per query
+        rows, reaches = list(range(len(query_labels))), [frozenset()] * len(query_labels)
+    query_vectors = np.asarray(query_vectors)[rows]
+    query_labels = [query_labels[i] for i in rows]
     closed, opened = heldout_votes(
-        gallery_vectors, gallery_labels, query_vectors, query_labels, vote_config, open_set=open_set
+        gallery_vectors,
+        gallery_labels,
+        query_vectors,
+        query_labels,
+        vote_config,
+        open_set=open_set,
+        reaches=reaches,
     )
     entries, curves = {}, []
     for label in sorted(set(gallery_labels)):
@@ -145,9 +185,10 @@ def fit_calibration(
             curves.append(curve)
     meta = {
         "n_gallery": len(gallery_labels),
-        "n_heldout": len(query_labels),
+        "n_heldout": n_heldout,
         "open_set": open_set,
         "heldout_accuracy": float(closed.correct.mean()) if len(closed.correct) else None,
+        "vote_within_reach": bool(standards),
     }
     calibration = Calibration(
         model_id, target_precision, uncertain_precision, vote_config, entries, meta

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -31,6 +33,11 @@ class ReferenceGallery:
 
     index: VectorSearch
     labels: Mapping[int, str]
+
+    @cached_property
+    def counts(self) -> Counter[str]:
+        """Reference photos per label (too few of a label is a reason for uncertainty)."""
+        return Counter(self.labels.values())
 
     def neighbours(self, queries: np.ndarray, k: int) -> list[Neighbours]:
         """Top-k labelled neighbours per query; padding and unlabelled ids are dropped."""

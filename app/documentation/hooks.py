@@ -36,7 +36,9 @@ class DocumentationHook:
         predictor = self.docs.predictor(session, model_id, len(vector))
         if predictor is None:
             return None
-        prediction = store_prediction(session, predictor, image.id, vector, model_id)
+        # the procedure's kind is known here and fixed: vote within its reach once, at ingest
+        reach = self.docs.reach(procedure.kind)
+        prediction = store_prediction(session, predictor, image.id, vector, model_id, reach)
         if prediction is None:
             return None
         fulfils: list[str] = []

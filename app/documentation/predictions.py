@@ -9,17 +9,24 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Image, Label
 from app.documentation.predict import LandmarkPredictor, Prediction
+from app.documentation.reach import Reach
 from app.services import vectors
 
 HUMAN = frozenset({"manual", "reference"})
 
 
 def store_prediction(
-    session: Session, predictor: LandmarkPredictor, image_id: int, vector: np.ndarray, model_id: str
+    session: Session,
+    predictor: LandmarkPredictor,
+    image_id: int,
+    vector: np.ndarray,
+    model_id: str,
+    reach: Reach | None = None,
 ) -> Prediction | None:
-    """Predict one image and add its `predicted` label (the candidate, even if unrecognised,
-    so a report can judge it under later thresholds); None when the gallery gave no label."""
-    prediction = predictor.predict(vector[None, :])[0]
+    """Predict one image within its procedure's `reach` and add its `predicted` label (the
+    candidate, even if unrecognised, so a report can judge it under later thresholds); None
+    when the gallery gave no label."""
+    prediction = predictor.predict(vector[None, :], reach)[0]
     if prediction.label is None:
         return None
     session.add(
@@ -48,6 +55,7 @@ def fill_predictions(
     images: Sequence[Image],
     model_id: str,
     dim: int,
+    reach: Reach | None = None,
 ) -> int:
     """Predict the images lacking a prediction of `model_id` from their stored vectors.
 
@@ -58,5 +66,6 @@ def fill_predictions(
     added = 0
     for ids, vecs in vectors.vectors_for(session, model_id, dim, todo):
         for image_id, vector in zip(ids.tolist(), vecs, strict=True):
-            added += store_prediction(session, predictor, image_id, vector, model_id) is not None
+            stored = store_prediction(session, predictor, image_id, vector, model_id, reach)
+            added += stored is not None
     return added

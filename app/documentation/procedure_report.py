@@ -3,20 +3,28 @@
 Reports read the active model's predictions; photos without one (stored before a re-index
 flip, or before the first reference photo) are predicted from their stored vectors first,
 so the reports follow the serving model and its reference gallery.
+
+Stored predictions are voted within the procedure's reach at ingest (the kind is known there
+and never changes), so listings read them as they are. The report of one procedure also
+re-votes its photos from their stored vectors, which only explains (runner-up, nearest
+similarity, out-of-reach whole-gallery winner) and never changes a status.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from app.db.models import Image, Procedure
+from app.documentation.predict import Prediction
 from app.documentation.predictions import fill_predictions
+from app.documentation.quality import file_quality
 from app.documentation.report import (
     DocumentationReport,
     ImageLabel,
@@ -26,8 +34,9 @@ from app.documentation.report import (
 from app.documentation.schema import Standard
 from app.documentation.service import Documentation
 from app.documentation.thresholds import Calibration
-from app.services import pagination
+from app.services import pagination, vectors
 from app.services.errors import ProblemError
+from app.services.runtime import Runtime
 
 SCAN_BATCH = 100
 SCAN_MAX = 1_000  # procedures judged per listing request at most (then a cursor to go on)
@@ -35,13 +44,15 @@ SCAN_MAX = 1_000  # procedures judged per listing request at most (then a cursor
 
 @dataclass(frozen=True)
 class ProcedureDocumentation:
-    """A procedure's report and its photos by internal id (evidence ids are image ids)."""
+    """A procedure's report and its photos by report id (the image id unless a key was given),
+    and the photos whose whole-gallery best match is a landmark the procedure cannot show."""
 
     procedure: Procedure
     report: DocumentationReport
-    images: dict[int, Image]
+    images: dict[Hashable, Image]
     model_id: str
     calibrated: bool
+    unexpected: list[tuple[Image, Prediction]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -70,42 +81,107 @@ def _live_images(session: Session, procedure_ids: Sequence[uuid.UUID]) -> dict[u
 
 
 def ensure_predictions(docs: Documentation, session: Session, images: list[Image]) -> None:
-    """Predict (and store) the serving model's landmark of photos that have none yet."""
+    """Predict (and store) the serving model's landmark of photos that have none yet, each
+    within the reach of its procedure's kind."""
     model_id, dim = docs.model
     predictor = docs.predictor(session, model_id, dim)
-    if predictor is not None and fill_predictions(session, predictor, images, model_id, dim):
+    if predictor is None:
+        return
+    by_procedure: dict[uuid.UUID, list[Image]] = {}
+    for img in images:
+        by_procedure.setdefault(img.procedure_id, []).append(img)
+    added = 0
+    for group in by_procedure.values():
+        reach = docs.reach(group[0].procedure.kind)
+        added += fill_predictions(session, predictor, group, model_id, dim, reach)
+    if added:
         session.commit()
         for img in images:  # sessions keep objects on commit: reload labels with the new rows
             session.expire(img, ["labels"])
 
 
-def _judge(
-    docs: Documentation, procedure: Procedure, standard: Standard, images: list[Image]
+def fresh_votes(
+    docs: Documentation, session: Session, kind: str, images: list[Image]
+) -> dict[int, Prediction]:
+    """Image id -> this moment's vote within the reach of `kind` (from the stored vectors)."""
+    model_id, dim = docs.model
+    predictor = docs.predictor(session, model_id, dim)
+    if predictor is None or not images:
+        return {}
+    reach = docs.reach(kind)
+    out: dict[int, Prediction] = {}
+    for ids, vecs in vectors.vectors_for(session, model_id, dim, np.array([i.id for i in images])):
+        for image_id, vote in zip(ids.tolist(), predictor.predict(vecs, reach), strict=True):
+            out[int(image_id)] = vote
+    return out
+
+
+def _quality(docs: Documentation, by_key: dict[Hashable, Image]) -> Callable[[Hashable], float]:
+    """Image quality of the stored thumbnail (asked only to break ties between photos)."""
+    from app.services.images import thumbnail_path
+
+    def quality(key: Hashable) -> float:
+        try:
+            return file_quality(thumbnail_path(docs.rt, by_key[key], None))
+        except (ProblemError, OSError):
+            return 0.0
+
+    return quality
+
+
+def judge(
+    docs: Documentation,
+    session: Session | None,
+    procedure: Procedure,
+    standard: Standard,
+    images: list[Image],
+    key: Callable[[Image], Hashable] = lambda img: img.id,
 ) -> ProcedureDocumentation:
+    """The report of `images`; with a `session` it is explained (fresh votes, references,
+    unexpected photos, ties broken by quality), without one it is the listing's quick verdict."""
     model_id, _ = docs.model
     policy = docs.policy(model_id)
+    votes = fresh_votes(docs, session, procedure.kind, images) if session is not None else {}
     inputs = [
         ProcedureImage(
-            img.id,
+            key(img),
             [ImageLabel(lab.label, lab.source, lab.score, lab.model_id) for lab in img.labels],  # type: ignore[arg-type]
+            votes.get(img.id),
         )
         for img in images
     ]
-    report = documentation_report(standard, inputs, policy)
-    calibrated = isinstance(policy, Calibration)
-    return ProcedureDocumentation(
-        procedure, report, {img.id: img for img in images}, model_id, calibrated
+    by_key = {key(img): img for img in images}
+    references = None
+    if session is not None:
+        gallery = docs.gallery.get(session, model_id, docs.model[1])
+        references = dict(gallery.counts) if gallery is not None else {}
+    report = documentation_report(
+        standard,
+        inputs,
+        policy,
+        quality=_quality(docs, by_key) if session is not None else None,
+        references=references,
     )
+    unexpected = [
+        (img, votes[img.id]) for img in images if img.id in votes and votes[img.id].unexpected
+    ]
+    calibrated = isinstance(policy, Calibration)
+    return ProcedureDocumentation(procedure, report, by_key, model_id, calibrated, unexpected)
 
 
 def procedure_documentation(
-    docs: Documentation, session: Session, procedure: Procedure, standard_id: str | None
+    docs: Documentation,
+    session: Session,
+    procedure: Procedure,
+    standard_id: str | None,
+    key: Callable[[Image], Hashable] = lambda img: img.id,
 ) -> ProcedureDocumentation:
-    """One procedure against the named standard (default: its kind's default standard)."""
+    """One procedure against the named standard (default: its kind's default standard),
+    explained; `key` names the images in the report (the UI uses their uid)."""
     standard = docs.standard(procedure.kind, standard_id)
     images = _live_images(session, [procedure.id])[procedure.id]
     ensure_predictions(docs, session, images)
-    return _judge(docs, procedure, standard, images)
+    return judge(docs, session, procedure, standard, images, key)
 
 
 def _candidates(docs: Documentation, f: ListingFilter) -> tuple[sa.Select, Standard | None]:
@@ -160,10 +236,21 @@ def documentation_page(
             if chosen is None:
                 continue
             ensure_predictions(docs, session, images[proc.id])
-            judged = _judge(docs, proc, chosen, images[proc.id])
+            judged = judge(docs, None, proc, chosen, images[proc.id])
             if f.complete is None or judged.report.complete == f.complete:
                 items.append(judged)
             if len(items) >= limit or scanned >= SCAN_MAX:
                 break
     more = last is not None and session.scalar(sa.select(_after(base, cursor).exists()))
     return items, cursor if more else None
+
+
+def explained_report(
+    rt: Runtime, session: Session, procedure: Procedure, standard_id: str
+) -> ProcedureDocumentation:
+    """The UI's explained report of one procedure (images named by uid, as its pages do)."""
+    from app.documentation.service import documentation_of
+
+    return procedure_documentation(
+        documentation_of(rt), session, procedure, standard_id, key=lambda img: str(img.uid)
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
+from app.documentation.explain import Reason, missing_reason, threshold_of, uncertain_reason
+from app.documentation.predict import Prediction
 from app.documentation.schema import Requirement, Standard
 from app.documentation.thresholds import ThresholdPolicy
 
@@ -30,6 +32,7 @@ class ProcedureImage:
 
     image_id: Hashable
     labels: Sequence[ImageLabel]
+    vote: Prediction | None = None  # the vote's details, when known: explains "uncertain"
 
 
 @dataclass(frozen=True)
@@ -41,15 +44,19 @@ class Evidence:
     score: float
     status: Literal["documented", "uncertain"]
     source: LabelSource
+    threshold: float | None = None
+    vote: Prediction | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class RequirementResult:
-    """One requirement of the standard: its status and the best photo (None when missing)."""
+    """One requirement of the standard: its status, the best photo (the candidate when
+    uncertain, None when missing) and, unless documented, the reason."""
 
     requirement: Requirement
     status: Status
     best: Evidence | None
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,12 @@ def image_evidence(image: ProcedureImage, policy: ThresholdPolicy) -> list[Evide
         if policy.model_id is not None and lab.model_id != policy.model_id:
             continue
         score = float(lab.score or 0.0)
+        # below the threshold the candidate still counts as "uncertain": QA sees it and why
         verdict = policy.recognition(lab.label, score)
-        if verdict != "unrecognised":
-            status = "documented" if verdict == "recognised" else "uncertain"
-            out.append(Evidence(image.image_id, lab.label, score, status, lab.source))
+        status = "documented" if verdict == "recognised" else "uncertain"
+        threshold = threshold_of(policy, lab.label)
+        vote = image.vote if image.vote is not None and image.vote.label == lab.label else None
+        out.append(Evidence(image.image_id, lab.label, score, status, lab.source, threshold, vote))
     return out
 
 
@@ -112,21 +121,53 @@ def _rank(evidence: Evidence) -> tuple[int, int, float]:
     )
 
 
-def _result(requirement: Requirement, evidence: Sequence[Evidence]) -> RequirementResult:
+Quality = Callable[[Hashable], float]
+
+
+def _best(accepted: list[Evidence], quality: Quality | None) -> Evidence:
+    """The highest-ranked photo; equals go to the clearer photo (then the earliest image)."""
+    top = max(_rank(ev) for ev in accepted)
+    tied = [ev for ev in accepted if _rank(ev) == top]
+    if len(tied) == 1 or quality is None:
+        return tied[0]
+    return max(tied, key=lambda ev: quality(ev.image_id))  # max keeps the first of equals
+
+
+def _result(
+    requirement: Requirement,
+    evidence: Sequence[Evidence],
+    policy: ThresholdPolicy,
+    quality: Quality | None,
+    references: Mapping[str, int] | None,
+) -> RequirementResult:
     accepted = [ev for ev in evidence if ev.label in requirement.labels]
     if not accepted:
-        return RequirementResult(requirement, "missing", None)
-    best = max(accepted, key=_rank)  # max keeps the first of equals: the earliest image wins
-    return RequirementResult(requirement, best.status, best)
+        reason = missing_reason(requirement.labels, references)
+        return RequirementResult(requirement, "missing", None, reason)
+    best = _best(accepted, quality)
+    if best.status == "documented":
+        return RequirementResult(requirement, "documented", best)
+    reason = uncertain_reason(best.label, best.score, policy, best.vote, references)
+    return RequirementResult(requirement, "uncertain", best, reason)
 
 
 def documentation_report(
-    standard: Standard, images: Sequence[ProcedureImage], policy: ThresholdPolicy
+    standard: Standard,
+    images: Sequence[ProcedureImage],
+    policy: ThresholdPolicy,
+    *,
+    quality: Quality | None = None,
+    references: Mapping[str, int] | None = None,
 ) -> DocumentationReport:
-    """Each requirement with its best photo and status, in the standard's order."""
+    """Each requirement with its best photo, status and reason, in the standard's order.
+
+    `quality(image_id)` breaks ties between equally ranked photos (asked only for those);
+    `references` (reference photos per label) lets "uncertain" say when there are too few.
+    """
     evidence = [ev for image in images for ev in image_evidence(image, policy)]
     return DocumentationReport(
-        standard, tuple(_result(req, evidence) for req in standard.requirements)
+        standard,
+        tuple(_result(req, evidence, policy, quality, references) for req in standard.requirements),
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.documentation.loader import StandardRegistry, load_standards
 from app.documentation.policy import threshold_policy
 from app.documentation.predict import LandmarkPredictor
+from app.documentation.reach import Reach, reach_of
 from app.documentation.references import LiveGallery
 from app.documentation.schema import Standard
 from app.documentation.thresholds import ThresholdPolicy
@@ -39,6 +40,10 @@ class Documentation:
         """kNN predictor over the gallery of `model_id` (None while there is no reference)."""
         gallery = self.gallery.get(session, model_id, dim)
         return None if gallery is None else LandmarkPredictor(gallery, self.policy(model_id))
+
+    def reach(self, kind: str) -> Reach:
+        """The labels a procedure of `kind` can show (votes of its photos stay within them)."""
+        return reach_of(self.standards, kind)
 
     def standard(self, kind: str, standard_id: str | None) -> Standard:
         """The named standard, or the default one of the kind; 404/422 problems otherwise."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 from app.documentation.gallery import Neighbours
+
+ReachMode = Literal["renormalise", "mask"]
 
 
 @dataclass(frozen=True)
@@ -15,10 +18,20 @@ class VoteConfig:
 
     Weights are exp(similarity / temperature): a low temperature lets the nearest neighbours
     dominate, which matters when all similarities sit in a narrow band (colour descriptors).
+
+    `reach` is how a procedure's reach narrows the vote. "mask": shares over the whole-gallery
+    top k, then the best in-reach label wins (an out-of-reach neighbour's weight is simply
+    not credited). "renormalise": the top k in-reach neighbours only, shares among them.
+    Calibrations saved without the field load with the default.
     """
 
     k: int = 10
     temperature: float = 0.02
+    reach: ReachMode = "mask"
+
+    def __post_init__(self) -> None:
+        if self.reach not in get_args(ReachMode):
+            raise ValueError(f"reach must be one of {get_args(ReachMode)}, not {self.reach!r}")
 
 
 def vote(neighbours: Neighbours, config: VoteConfig) -> dict[str, float]:
@@ -34,6 +47,19 @@ def vote(neighbours: Neighbours, config: VoteConfig) -> dict[str, float]:
     return shares
 
 
+def within(neighbours: Neighbours, excluded: frozenset[str], k: int) -> Neighbours:
+    """The first `k` neighbours whose label is not excluded (a vote within a procedure's reach)."""
+    keep = [i for i, lab in enumerate(neighbours.labels) if lab not in excluded][:k]
+    return Neighbours(neighbours.scores[keep], tuple(neighbours.labels[i] for i in keep))
+
+
+def ranked(neighbours: Neighbours, config: VoteConfig) -> list[tuple[str, float]]:
+    """(label, share) best first; ties go to the label of the nearer neighbour."""
+    shares = vote(neighbours, config)
+    order = sorted(shares, key=lambda lab: (-shares[lab], neighbours.labels.index(lab)))
+    return [(lab, min(1.0, shares[lab])) for lab in order]
+
+
 def best_label(neighbours: Neighbours, config: VoteConfig) -> tuple[str | None, float]:
     """The winning label and its share; ties go to the label of the nearer neighbour."""
     shares = vote(neighbours, config)
@@ -41,3 +67,24 @@ def best_label(neighbours: Neighbours, config: VoteConfig) -> tuple[str | None, 
         return None, 0.0
     label = max(shares, key=lambda lab: (shares[lab], -neighbours.labels.index(lab)))
     return label, min(1.0, shares[label])
+
+
+def ranked_within(
+    neighbours: Neighbours, excluded: frozenset[str], config: VoteConfig
+) -> list[tuple[str, float]]:
+    """(label, share) best first among in-reach labels, by `config.reach` (see VoteConfig).
+
+    `neighbours` may be wider than k: "renormalise" needs k in-reach ones after skipping.
+    """
+    if not excluded or config.reach == "mask":
+        head = Neighbours(neighbours.scores[: config.k], neighbours.labels[: config.k])
+        return [(lab, s) for lab, s in ranked(head, config) if lab not in excluded]
+    return ranked(within(neighbours, excluded, config.k), config)
+
+
+def best_within(
+    neighbours: Neighbours, excluded: frozenset[str], config: VoteConfig
+) -> tuple[str | None, float]:
+    """The winning in-reach label and its share (None, 0.0 when no in-reach label votes)."""
+    votes = ranked_within(neighbours, excluded, config)
+    return votes[0] if votes else (None, 0.0)

@@ -48,7 +48,9 @@ def _requirement_out(
             label=best.label,
             score=best.score,
             source=best.source,
+            threshold=best.threshold,
         )
+    reason = result.reason
     return schemas.RequirementOut(
         id=req.id,
         name=req.name,
@@ -57,6 +59,9 @@ def _requirement_out(
         labels=list(req.labels),
         status=result.status,
         best=evidence,
+        reason=None
+        if reason is None
+        else schemas.ReasonOut(code=reason.code, detail=reason.detail),
     )
 
 
@@ -84,6 +89,15 @@ def get_documentation(
         completeness=report.completeness,
         complete=report.complete,
         requirements=[_requirement_out(judged, r) for r in report.results],
+        unexpected=[
+            schemas.UnexpectedOut(
+                image_id=img.uid,
+                thumbnail_url=thumbnail_url(img),
+                label=vote.gallery_label or "",
+                score=vote.gallery_score,
+            )
+            for img, vote in judged.unexpected
+        ],
     )
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
 from app.db.models import PROCEDURE_KINDS, Procedure
+from app.documentation.procedure_report import explained_report
 from app.ui import adapters, queries
 from app.ui.security import PREFIX, CsrfUser, ensure_scope
 from app.ui.templating import render
@@ -90,6 +91,12 @@ def procedure(
     proc = _procedure(db, pid)
     images = queries.live_images(db, proc.id)
     chosen, report = queries.report_for(ctx, db, proc, images, standard)
+    unexpected = []
+    rt = getattr(ctx.state, "runtime", None)
+    if chosen is not None and rt is not None and rt.index is not None:
+        # the running service: the explained report (reasons, clearest photo, unexpected)
+        judged = explained_report(rt, db, proc, chosen.id)
+        report, unexpected = judged.report, judged.unexpected
     by_uid = {str(img.uid): img for img in images}
     return render(
         request,
@@ -100,6 +107,7 @@ def procedure(
         standard=chosen,
         standards=ctx.standards.for_kind(proc.kind),
         report=report,
+        unexpected=unexpected,
         synthetic_proc=proc.source == queries.DEMO_SOURCE,
         notice={"uploaded": uploaded, "duplicates": duplicates, "rejected": rejected},
         nav="procedures",

@@ -115,12 +115,13 @@ class Service:
 
 
 @contextmanager
-def running_service(tmp_path: Path, database_url: str) -> Iterator[Service]:
+def running_service(tmp_path: Path, database_url: str, with_ui: bool = False) -> Iterator[Service]:
     migrate.upgrade(database_url)
     calibration = tmp_path / "calibration.json"
     settings = make_settings(tmp_path, database_url, calibration_path=calibration)
     headers = create_keys(database_url)
-    with TestClient(create_app(settings, with_ui=False), raise_server_exceptions=False) as client:
+    app = create_app(settings, with_ui=with_ui)
+    with TestClient(app, raise_server_exceptions=False) as client:
         yield Service(client, headers, calibration)
 
 

@@ -59,13 +59,20 @@ def test_uncertain_missing_and_stale_model() -> None:
     images = [
         _predicted("a", "cecum", 0.6),
         _predicted("b", "ileum", 0.99, model="old-model"),  # another model: ignored
-        _predicted("c", "retroflex-rectum", 0.3),  # below the uncertain threshold
+        _predicted("c", "retroflex-rectum", 0.3),  # below even the uncertain threshold
         _predicted("d", "unrecognised", 0.0),
     ]
     report = documentation_report(standard, images, _calibration())
-    assert report.by_status("uncertain") == ["cecum"]
-    assert report.by_status("missing") == ["ileum", "retroflex-rectum"]
+    # any candidate below its threshold is "uncertain" (shown, with why); missing: none at all
+    assert report.by_status("uncertain") == ["cecum", "retroflex-rectum"]
+    assert report.by_status("missing") == ["ileum"]
     assert report.completeness == 0.0
+    by_id = {r.requirement.id: r for r in report.results}
+    low = by_id["retroflex-rectum"]
+    assert (low.best.image_id, low.best.score, low.best.threshold) == ("c", 0.3, 0.8)
+    assert low.reason.code == "below_threshold" and "0.80" in low.reason.detail
+    assert by_id["ileum"].best is None and by_id["ileum"].reason.code == "no_candidate"
+    assert by_id["cecum"].reason is not None
 
 
 def test_uncalibrated_model_never_documents_automatically() -> None:
@@ -94,3 +101,11 @@ def test_calibrations_are_stored_per_model(tmp_path) -> None:
     assert load_calibration(path, MODEL) == first
     assert load_calibration(path, "other-model") == second
     assert load_calibration(path, "missing") is None
+
+
+def test_missing_requirement_without_any_reference_says_so() -> None:
+    from app.documentation.explain import missing_reason
+
+    assert missing_reason(("cecum",), {"cecum": 0, "ileum": 4}).code == "no_references"
+    assert missing_reason(("cecum",), {"cecum": 3}).code == "no_candidate"
+    assert missing_reason(("cecum",), None).code == "no_candidate"  # counts unknown
