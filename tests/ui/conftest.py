@@ -59,7 +59,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Archive:
-    """A fresh SQLite archive with the synthetic demo (small) and a QA key."""
+    """A fresh SQLite archive with the synthetic demo (as shipped) and a QA key."""
     from app.cli.demo import seed_demo
     from app.db.migrate import upgrade
     from app.settings import Settings
@@ -76,7 +76,7 @@ def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Archive:
     monkeypatch.chdir(tmp_path)  # var/calibration.json of the UI's fallback lands here too
     settings = Settings()
     upgrade(url)
-    result = seed_demo(settings, references=6)
+    result = seed_demo(settings)
     assert result.key
     return Archive(env, url, result.key, tmp_path)
 

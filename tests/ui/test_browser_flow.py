@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from app.cli.demo import LANDMARKS, _images
+from app.cli.demo import LANDMARKS, PROCEDURES, _images
 from app.db.models import Job, Procedure
 from app.db.session import create_db_engine, create_session_factory
 
@@ -35,14 +35,19 @@ def _procedure_id(db_url: str, external_id: str) -> str:
         return str(db.scalar(sa.select(Procedure.id).where(Procedure.external_id == external_id)))
 
 
-def _recognisable_upper_gi_label(calibration: Path) -> tuple[str, str]:
-    """An upper-GI landmark the demo calibration can recognise (at least as uncertain)."""
+UPPER_GI = ("z-line", "pylorus", "retroflex-stomach")
+
+
+def _missing_recognisable_label(page, calibration: Path) -> tuple[str, str]:  # noqa: ANN001
+    """An upper-GI landmark missing on the open procedure page that the demo calibration can
+    recognise (at least as uncertain), and the synthetic class that plays it."""
     entries = next(iter(json.loads(calibration.read_text()).values()))["labels"]
     for cls, label in LANDMARKS.items():
-        if label in ("z-line", "pylorus", "retroflex-stomach"):
-            if entries.get(label, {}).get("uncertain") is not None:
+        if label in UPPER_GI and entries.get(label, {}).get("uncertain") is not None:
+            item = page.locator(f'#checklist li[data-requirement="{label}"]')
+            if item.get_attribute("data-status") == "missing":
                 return label, cls
-    pytest.fail(f"the demo calibration recognises no upper-GI landmark: {entries}")
+    pytest.fail(f"no recognisable upper-GI landmark is missing here: {entries}")
 
 
 def _sign_in(page, key: str) -> None:
@@ -58,7 +63,7 @@ def test_qa_flow(page, server, archive, tmp_path) -> None:
     _shot(page, "sign-in")
     _sign_in(page, archive.key)
     expect(page.get_by_role("note")).to_contain_text("SYNTHETIC DEMO DATA")
-    expect(page.locator("#procedures tbody tr")).to_have_count(6)
+    expect(page.locator("#procedures tbody tr")).to_have_count(len(PROCEDURES) + 1)  # + gallery
     _shot(page, "procedures")
 
     # filters: incomplete upper-GI procedures only
@@ -75,9 +80,11 @@ def test_qa_flow(page, server, archive, tmp_path) -> None:
     calibration = archive.root / "calibration.json"  # ENDOSEEK_CALIBRATION_PATH, once it exists
     if not calibration.exists():
         calibration = archive.root / "var" / "calibration.json"  # the UI's fallback
-    label, cls = _recognisable_upper_gi_label(calibration)
-    pid = _procedure_id(archive.database_url, "SYNTHETIC-0003")
+    undocumented = f"SYNTHETIC-{len(PROCEDURES):04d}"  # the demo's last: no landmark photo
+    pid = _procedure_id(archive.database_url, undocumented)
     page.goto(f"/ui/procedures/{pid}")
+    expect(page.locator("#checklist li").first).to_be_visible()
+    label, cls = _missing_recognisable_label(page, calibration)
     item = page.locator(f'#checklist li[data-requirement="{label}"]')
     expect(item).to_have_attribute("data-status", "missing")
     photo = tmp_path / "upload.jpg"
@@ -102,8 +109,14 @@ def test_qa_flow(page, server, archive, tmp_path) -> None:
     expect(page.locator("#results li")).to_have_count(8)
 
     # label: mark the procedure's first photo as the reference for its missing landmark
-    other = next(lab for lab in ("z-line", "pylorus", "retroflex-stomach") if lab != label)
     page.goto(f"/ui/procedures/{pid}")
+    expect(page.locator("#checklist li").first).to_be_visible()
+    other = next(
+        lab
+        for lab in UPPER_GI
+        if page.locator(f'#checklist li[data-requirement="{lab}"]').get_attribute("data-status")
+        == "missing"
+    )
     target = page.locator(f'#checklist li[data-requirement="{other}"]')
     expect(target).to_have_attribute("data-status", "missing")
     card = page.locator("#photos li").first
@@ -146,6 +159,6 @@ def test_qa_flow(page, server, archive, tmp_path) -> None:
     urls = "\n".join(page.requested_urls)
     log = server.log_text()
     assert "GET /ui/procedures" in log  # the access log was captured
-    for secret in (archive.key, archive.key.split("_", 2)[-1], "SYNTHETIC-0003"):
+    for secret in (archive.key, archive.key.split("_", 2)[-1], undocumented):
         assert secret not in urls
         assert secret not in log
