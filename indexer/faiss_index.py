@@ -325,12 +325,12 @@ class FaissIndex:
         """Write the index as one faiss file (a GPU index is written as its CPU equivalent)."""
         with self._lock:
             if self.device == "cpu":
-                faiss.write_index(self._store.index, str(path))
+                _write_index(self._store.index, path)
                 return
             ids, vectors = self._store.export()
         cpu = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         cpu.add_with_ids(vectors, ids)
-        faiss.write_index(cpu, str(path))
+        _write_index(cpu, path)
 
     @classmethod
     def load(cls, path: Path, **kw: Any) -> FaissIndex:
@@ -391,3 +391,14 @@ class FaissIndex:
             if np.abs(norms - 1).max() > NORM_TOLERANCE:
                 raise ValueError(f"{what} must be L2-normalised (inner product = cosine)")
         return np.ascontiguousarray(arr)
+
+
+def _write_index(index: Any, path: Path) -> None:
+    """faiss.write_index through Python's file object: faiss's own FILE* writer can lose a
+    short write at fclose on a full volume (seen: a truncated index.faiss whose manifest then
+    matched it), while Python raises OSError(ENOSPC) on any failed write, flush or close."""
+    with open(path, "wb") as fh:
+        writer = faiss.PyCallbackIOWriter(fh.write)
+        faiss.write_index(index, writer)
+        del writer  # flushes faiss's buffer into fh before fh closes
+        fh.flush()
