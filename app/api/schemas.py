@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from app.documentation.explain import ReasonCode
+
 # printable text only: control characters (NUL above all, which PostgreSQL refuses in text
 # columns) are a 422, never a database error
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
@@ -256,15 +258,7 @@ class EvidenceOut(BaseModel):
 class ReasonOut(BaseModel):
     """Why a requirement is uncertain or missing."""
 
-    code: Literal[
-        "not_calibrated",
-        "too_few_references",
-        "close_second",
-        "low_similarity",
-        "below_threshold",
-        "no_candidate",
-        "no_references",
-    ]
+    code: ReasonCode  # the one list of codes, in app/documentation/explain.py
     detail: str
 
 
