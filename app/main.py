@@ -6,6 +6,7 @@ import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,13 +15,17 @@ from starlette.concurrency import run_in_threadpool
 from app.api import errors
 from app.api.deps import RateLimiter
 from app.api.limits import BodyLimit
-from app.api.routes import documentation, health, images, jobs, models, procedures, search
+from app.api.routes import dicomweb, documentation, health, images, jobs, models, procedures, search
 from app.api.schemas import Problem
+from app.dicom.spool_worker import SpoolWorker
 from app.services.ingest_hooks import IngestHook
 from app.services.job_threads import JobThreads
 from app.services.model_switch import ModelWatcher
 from app.services.runtime import Runtime
 from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.dicom.scp import DicomReceiver
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +63,30 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     watcher.start()
     if rt.settings.jobs_auto_resume:
         threads.resume_interrupted()
+    app.state.spool_worker = spool_worker = SpoolWorker(rt)  # C-STORE spool -> ingest
+    spool_worker.start()
+    receiver = None
     try:
+        if rt.settings.dicom_listen:  # a failure here (port taken, bad TLS files) stops all
+            receiver = await run_in_threadpool(_start_receiver, rt, spool_worker)
         yield
     finally:
+        if receiver is not None:
+            await run_in_threadpool(receiver.shutdown)
+        await run_in_threadpool(spool_worker.stop)
         threads.shutdown()
         watcher.stop()
         await run_in_threadpool(rt.stop)
+
+
+def _start_receiver(rt: Runtime, worker: SpoolWorker) -> DicomReceiver:
+    """The Storage SCP beside `serve` (setting dicom_listen); pynetdicom loads only here."""
+    from app.dicom.scp import DicomReceiver, quiet_pynetdicom
+
+    quiet_pynetdicom(logging.getLogger("app").getEffectiveLevel())
+    receiver = DicomReceiver(rt.settings, worker.spool, on_stored=worker.wake)
+    receiver.start()
+    return receiver
 
 
 def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> FastAPI:
@@ -86,6 +109,7 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
     errors.install(app)
     for module in (health, procedures, images, search, models, jobs, documentation):
         app.include_router(module.router)
+    app.include_router(dicomweb.router)  # STOW-RS (app/dicom/stow.py)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -98,6 +122,7 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
         max_bytes=settings.max_request_bytes,
         idle_timeout_s=settings.body_idle_timeout_s,
         min_rate_bps=settings.body_min_rate_bps,
+        path_limits={dicomweb.PREFIX: settings.stow_max_request_bytes},
     )
     installer = _optional(UI_INSTALLER) if with_ui else None
     if callable(installer):

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -70,11 +70,58 @@ class Settings(BaseSettings):
     thumbnail_size: int = Field(default=256, gt=0)
     calibration_path: Path = Path("./var/calibration.json")  # `endoseek calibrate` writes it
 
+    # Every stored photo and thumbnail is blacked out outside the endoscope's field of view,
+    # where processors burn in patient text (embedder/fov.py); on for every ingest path.
+    fov_mask: bool = True
+
+    # DICOM node (app/dicom, docs/dicom.md). The receiver runs as `endoseek dicom-listen` or,
+    # with dicom_listen, beside `serve`; it spools de-identified instances under dicom_spool_dir
+    # and the serving process ingests them.
+    dicom_listen: bool = False
+    dicom_ae_title: str = Field(default="ENDOSEEK", min_length=1, max_length=16)
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = Field(default=11112, ge=1, le=65535)
+    dicom_require_called_aet: bool = True
+    # allow-lists; empty = anyone (calling AE titles; IP addresses or CIDR networks)
+    dicom_allowed_aets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dicom_allowed_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dicom_max_associations: int = Field(default=10, gt=0)
+    dicom_acse_timeout_s: float = Field(default=30.0, gt=0)
+    dicom_dimse_timeout_s: float = Field(default=30.0, gt=0)
+    dicom_network_timeout_s: float = Field(default=60.0, gt=0)
+    dicom_max_pdu: int = Field(default=65536, ge=0)  # receive PDU size we announce (0: none)
+    dicom_tls_cert: Path | None = None  # both set: the receiver speaks TLS only
+    dicom_tls_key: Path | None = None
+    dicom_tls_ca: Path | None = None  # set: callers must present a certificate it signed
+    # default: beside storage_dir (so a test's or a site's storage carries its own spool)
+    dicom_spool_dir: Path = Field(default=None, validate_default=False)  # type: ignore[assignment]
+    dicom_spool_poll_s: float = Field(default=1.0, gt=0)  # a separate receiver's new files
+    # procedure source: this site name, else the calling AE title (C-STORE) or "dicomweb"
+    dicom_source: str = ""
+    # "regex=kind" rules, first match over study/requested procedure description, procedure
+    # code meaning and body part examined (case-insensitive); no match: "other"
+    dicom_kind_rules: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            r"colon|ileo|sigmoid|rect|lower\s*gi=colonoscopy",
+            r"gastro|egd|ogd|esophag|oesophag|duoden|upper\s*gi|stomach=upper_gi",
+        ]
+    )
+    dicom_max_frames: int = Field(default=16, gt=0)  # multi-frame stills: frames kept (evenly)
+    dicom_keep_originals: bool = False  # keep a de-identified copy of each instance
+    stow_max_part_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    stow_max_request_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=0, ge=0)  # per API key; 0 = unlimited
     log_level: str = "INFO"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator(
+        "cors_origins",
+        "dicom_allowed_aets",
+        "dicom_allowed_ips",
+        "dicom_kind_rules",
+        mode="before",
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         """Accept a comma-separated string as well as a JSON list."""
@@ -82,10 +129,17 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _spool_beside_storage(self) -> Settings:
+        if self.dicom_spool_dir is None:
+            self.dicom_spool_dir = self.storage_dir.parent / "dicom-spool"
+        return self
+
     def ensure_dirs(self) -> None:
         """Create the local directories (and the SQLite parent) the service writes into."""
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.index_dir.mkdir(parents=True, exist_ok=True)
+        self.dicom_spool_dir.mkdir(parents=True, exist_ok=True)
         if self.database_url.startswith("sqlite:///"):
             path = self.database_url.removeprefix("sqlite:///")
             if path and path != ":memory:":

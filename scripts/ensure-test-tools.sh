@@ -13,11 +13,21 @@ declare -A tools=(
     [chromium]=chromium
     [/usr/bin/time]=time
     [pg_dump]=postgresql-client  # `endoseek backup|restore` on PostgreSQL (pg_dump, pg_restore)
+    # DICOM peers (tests/app/dicom): DCMTK's echoscu/storescu/storescp, and Orthanc with its
+    # DICOMweb plugin routing studies to EndoSeek the way a PACS does (never started as a service)
+    [storescu]=dcmtk
+    [/usr/sbin/Orthanc]=orthanc
+    [/usr/share/orthanc/plugins/libOrthancDicomWeb.so]=orthanc-dicomweb
+    [openssl]=openssl  # TLS certificates for the DICOM receiver's TLS tests
 )
 
 missing=()
 for cmd in "${!tools[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${tools[$cmd]}")
+    if [[ "$cmd" == /* ]]; then
+        [ -e "$cmd" ] || missing+=("${tools[$cmd]}")  # a path: a file (a plugin) or a program
+    else
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("${tools[$cmd]}")
+    fi
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

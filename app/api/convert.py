@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.api import schemas
-from app.db.models import Image, Label, Procedure
+from app.db.models import DicomFrame, Image, Label, Procedure
 from app.services.search import ImageRow, LabelRow, ProcedureRow
 
 
@@ -32,8 +32,23 @@ def thumbnail_url(img: Image | ImageRow) -> str:
     return f"/v1/images/{img.uid}/thumbnail"
 
 
+def dicom_ref(row: DicomFrame | None) -> schemas.DicomRef | None:
+    """The DICOM UIDs of a photo, if it came as DICOM."""
+    if row is None:
+        return None
+    return schemas.DicomRef(
+        study_uid=row.study_uid,
+        series_uid=row.series_uid,
+        sop_instance_uid=row.sop_instance_uid,
+        sop_class_uid=row.sop_class_uid,
+        frame=row.frame,
+    )
+
+
 def image_out(
-    img: Image | ImageRow, labels: Sequence[Label | LabelRow] | None = None
+    img: Image | ImageRow,
+    labels: Sequence[Label | LabelRow] | None = None,
+    dicom: DicomFrame | None = None,
 ) -> schemas.ImageOut:
     return schemas.ImageOut(
         id=img.uid,
@@ -51,10 +66,13 @@ def image_out(
             schemas.LabelOut(label=lab.label, source=lab.source, score=lab.score)
             for lab in labels or []
         ],
+        dicom=dicom_ref(dicom),
     )
 
 
-def procedure_image_out(img: Image, landmark: schemas.Landmark | None) -> schemas.ProcedureImageOut:
+def procedure_image_out(
+    img: Image, landmark: schemas.Landmark | None, dicom: DicomFrame | None = None
+) -> schemas.ProcedureImageOut:
     """A procedure's photo with its labels (loaded with the image), links and landmark."""
-    base = image_out(img, img.labels).model_dump()
+    base = image_out(img, img.labels, dicom).model_dump()
     return schemas.ProcedureImageOut(**base, url=image_url(img), landmark=landmark)

@@ -1,13 +1,15 @@
 """ASGI middleware that bounds request bodies while they stream in: size and time.
 
-Size: over `max_bytes` -> 413 problem+json. Time: uvicorn has no request-body timeout, so a
-client that sends headers and then trickles or stalls its body would hold a connection, a task
-and its buffered bytes forever. Here every wait for body bytes is bounded: no bytes for
-`idle_timeout_s`, or an average below `min_rate_bps` once the first `idle_timeout_s` have
-passed -> 408 problem+json `request_timeout` with `Connection: close` (uvicorn then closes the
-socket). Waits after the body is complete (a handler listening for disconnect) are not bounded.
-A response sent before a declared body has fully arrived (401, 404...) carries
-`Connection: close`: else a client could keep trickling the unread body into the socket forever.
+Size: over `max_bytes`, or the limit of the path's prefix in `path_limits` (STOW-RS's own
+`stow_max_request_bytes` under /dicomweb/) -> 413 problem+json. Time: uvicorn has no
+request-body timeout, so a client that sends headers and then trickles or stalls its body
+would hold a connection, a task and its buffered bytes forever. Here every wait for body
+bytes is bounded: no bytes for `idle_timeout_s`, or an average below `min_rate_bps` once the
+first `idle_timeout_s` have passed -> 408 problem+json `request_timeout` with
+`Connection: close` (uvicorn then closes the socket). Waits after the body is complete (a
+handler listening for disconnect) are not bounded. A response sent before a declared body
+has fully arrived (401, 404...) carries `Connection: close`: else a client could keep
+trickling the unread body into the socket forever.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ class BodyLimit:
         max_bytes: int,
         idle_timeout_s: float | None = None,
         min_rate_bps: float = 0,
+        path_limits: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})  # path prefix -> its own max_bytes
         self.idle_timeout_s = idle_timeout_s  # None: no time bound (in-process tests)
         self.min_rate_bps = min_rate_bps  # 0: only the idle timeout applies
 
@@ -44,9 +48,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._max_bytes(scope)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared > max_bytes:
+            await self._reject(max_bytes, scope, receive, send)
             return
         state: dict[str, Any] = {
             "body": bool(declared) or _has_header(scope, b"transfer-encoding"),
@@ -73,7 +78,7 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 state["seen"] += len(msg.get("body", b""))
                 state["done"] = not msg.get("more_body", False)
-                if state["seen"] > self.max_bytes:
+                if state["seen"] > max_bytes:
                     state["over"] = True
                     return {"type": "http.disconnect"}
             return msg
@@ -81,7 +86,7 @@ class BodyLimit:
         async def guarded(msg: Message) -> None:
             if state["over"] or state["late"]:
                 if msg["type"] == "http.response.start" and not state["started"]:
-                    await self._refuse(state, scope, receive, send)
+                    await self._refuse(state, max_bytes, scope, receive, send)
                 return
             if msg["type"] == "http.response.start":
                 state["started"] = True
@@ -97,7 +102,15 @@ class BodyLimit:
         if state["late"] and state["started"] and not state["refused"]:
             raise BodyTimeoutError("request body timed out after the response started")
         if (state["over"] or state["late"]) and not state["started"]:
-            await self._refuse(state, scope, receive, send)
+            await self._refuse(state, max_bytes, scope, receive, send)
+
+    def _max_bytes(self, scope: Scope) -> int:
+        """The size limit of this request's path: its prefix's in path_limits, else max_bytes."""
+        path = scope.get("path", "")
+        for prefix, limit in self.path_limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     def _wait_s(self, state: dict[str, Any]) -> float:
         """Seconds the next body chunk may take: the idle timeout, or less to keep the rate."""
@@ -109,11 +122,11 @@ class BodyLimit:
         return max(0.0, min(self.idle_timeout_s, deadline - time.monotonic()))
 
     async def _refuse(
-        self, state: dict[str, Any], scope: Scope, receive: Receive, send: Send
+        self, state: dict[str, Any], max_bytes: int, scope: Scope, receive: Receive, send: Send
     ) -> None:
         state["started"] = state["refused"] = True
         if state["over"]:
-            await self._reject(scope, receive, send)
+            await self._reject(max_bytes, scope, receive, send)
             return
         resp = problem_response(
             408, "request_timeout", "The request body arrived too slowly or stopped arriving."
@@ -121,9 +134,9 @@ class BodyLimit:
         resp.headers["Connection"] = "close"
         await resp(scope, receive, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, max_bytes: int, scope: Scope, receive: Receive, send: Send) -> None:
         resp = problem_response(
-            413, "payload_too_large", f"The request body exceeds {self.max_bytes} bytes."
+            413, "payload_too_large", f"The request body exceeds {max_bytes} bytes."
         )
         resp.headers["Connection"] = "close"
         await resp(scope, receive, send)

@@ -77,6 +77,16 @@ class Landmark(BaseModel):
     score: float | None
 
 
+class DicomRef(BaseModel):
+    """Where a photo that came as DICOM sits in the PACS (UIDs only, never patient data)."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    frame: int = Field(description="1-based frame number within the instance")
+
+
 class ImageOut(BaseModel):
     """Image metadata; the file and thumbnail are at the given URLs (same key needed)."""
 
@@ -92,6 +102,7 @@ class ImageOut(BaseModel):
     file_url: str
     thumbnail_url: str
     labels: list[LabelOut] = []
+    dicom: DicomRef | None = Field(default=None, description="Set for photos received as DICOM")
 
 
 class ProcedureImageOut(ImageOut):

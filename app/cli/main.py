@@ -53,6 +53,11 @@ VERBS = (
         "app.cli.demo:demo",
         "Seed a SYNTHETIC demo archive (generated photos, reference gallery, a QA key).",
     ),
+    LazyVerb(
+        "dicom-listen",
+        "app.cli.dicom:dicom_listen",
+        "Run the DICOM C-STORE receiver (Storage SCP) into the spool that `serve` ingests.",
+    ),
     LazyVerb("bundle", "embedder.cli:bundle_app", "Build and inspect model bundles."),
     LazyVerb(
         "train",

@@ -87,6 +87,32 @@ class Image(Base):
     labels: Mapped[list[Label]] = relationship(back_populates="image")
 
 
+class DicomFrame(Base):
+    """Where a photo came from in DICOM: one row per (SOP instance, frame).
+
+    Only UIDs are kept (never patient attributes): they join the photo to the PACS's study and
+    make a re-sent instance a no-op. Several rows may name one image (the same pixels sent
+    under two UIDs)."""
+
+    __tablename__ = "dicom_frames"
+    __table_args__ = (
+        sa.UniqueConstraint("sop_instance_uid", "frame"),
+        sa.Index(None, "image_id"),
+        sa.Index(None, "study_uid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("images.id", ondelete="CASCADE")
+    )
+    study_uid: Mapped[str] = mapped_column(sa.String(64))
+    series_uid: Mapped[str] = mapped_column(sa.String(64))
+    sop_instance_uid: Mapped[str] = mapped_column(sa.String(64))
+    sop_class_uid: Mapped[str] = mapped_column(sa.String(64))
+    frame: Mapped[int] = mapped_column(default=1)  # 1-based, as DICOM counts frames
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Model(Base):
     """An embedding model (bundle); exactly one row is active and drives the live index."""
 

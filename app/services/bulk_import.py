@@ -24,9 +24,9 @@ from app.db.models import PROCEDURE_KINDS, Embedding, Image, Job, Label, Model, 
 from app.services import jobs, model_registry, vectors
 from app.services.job_exec import JobContext, Progress, Stages, run_job, run_stages
 from app.services.pending_models import pending_models
-from app.services.storage import sha256_hex, storage_key
+from app.services.storage import storage_key
+from app.services.stored_photo import stored_photo
 from embedder import Embedder
-from embedder.preprocess import decode_upload
 from indexer.pipeline import Chunk, Decoded, RunResult
 
 if TYPE_CHECKING:
@@ -182,10 +182,13 @@ def _stages(
             raise ValueError("no procedure external id")
         when = _parse_time(entry.captured_at)
         data = Path(entry.path).read_bytes()
-        # the shared guard: a damaged file is an ImageDecodeError, listed in the job's errors
-        up = decode_upload(data, max_pixels=max_pixels, prepare=prepare)
-        loaded = Loaded(sha256_hex(data), up.mime, up.width, up.height, data, when)
-        return Decoded(up.prepared, loaded)
+        # the shared path (decode guard, field-of-view mask): a damaged file is an
+        # ImageDecodeError, listed in the job's errors
+        kept = stored_photo(
+            data, max_pixels=max_pixels, fov_mask=ctx.settings.fov_mask, prepare=prepare
+        )
+        loaded = Loaded(kept.sha256, kept.mime, kept.width, kept.height, kept.data, when)
+        return Decoded(kept.prepared, loaded)
 
     def prepare(image: PILImage) -> dict[str, torch.Tensor]:
         return {m.id: e.preprocess(image) for m, e in models}

@@ -10,7 +10,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from app.db.models import Embedding, Image, Label
+from app.db.models import DicomFrame, Embedding, Image, Label
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.services import audit
@@ -32,6 +32,20 @@ def labels_of(session: Session, image_ids: list[int]) -> dict[int, list[Label]]:
     if image_ids:
         for lab in session.scalars(sa.select(Label).where(Label.image_id.in_(image_ids))):
             out[lab.image_id].append(lab)
+    return out
+
+
+def dicom_of(session: Session, image_ids: list[int]) -> dict[int, DicomFrame]:
+    """The DICOM provenance (first frame row) per image id, for images that came as DICOM."""
+    out: dict[int, DicomFrame] = {}
+    if image_ids:
+        stmt = (
+            sa.select(DicomFrame)
+            .where(DicomFrame.image_id.in_(image_ids))
+            .order_by(DicomFrame.id.desc())
+        )
+        for row in session.scalars(stmt):
+            out[row.image_id] = row  # the oldest row wins (descending order)
     return out
 
 

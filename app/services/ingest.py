@@ -18,7 +18,9 @@ from datetime import datetime
 import numpy as np
 import sqlalchemy as sa
 import torch
+from PIL import Image as PILImage
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.db.models import Embedding, Image, Procedure
 from app.db.session import session_scope
@@ -29,23 +31,28 @@ from app.services.ingest_hooks import IngestAnnotation
 from app.services.pending_models import PendingEmbedders
 from app.services.runtime import Runtime
 from app.services.storage import sha256_hex, storage_key
+from app.services.stored_photo import stored_photo
 from embedder import Embedder, ImageDecodeError
-from embedder.preprocess import decode_upload
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Upload:
-    """One received file (the name is only echoed back in errors)."""
+    """One received photo (the name is only echoed back in errors).
+
+    `image` is set when another decoder already made the pixels (a DICOM frame through
+    pydicom); `data` is then what they were decoded from (their content hash)."""
 
     filename: str | None
     data: bytes
+    image: PILImage.Image | None = None
 
 
 @dataclass
 class Decoded:
-    """A validated upload ready to store and embed."""
+    """A validated upload ready to store and embed: `data` is what is stored (the field of
+    view masked, see app.services.stored_photo) and `sha256` its hash."""
 
     sha256: str
     mime: str
@@ -64,11 +71,18 @@ class IngestResult:
     annotation: IngestAnnotation | None = None
 
 
-def _decode(rt: Runtime, emb: Embedder, upload: Upload, sha256: str) -> Decoded:
-    """Runs in the decode pool: sniff, decode with the pixel limit, preprocess for `emb`;
-    any failure of the bytes is an ImageDecodeError (decode_upload's guard)."""
-    up = decode_upload(upload.data, max_pixels=rt.settings.max_pixels, prepare=emb.preprocess)
-    return Decoded(sha256, up.mime, up.width, up.height, upload.data, up.prepared)
+def _decode(rt: Runtime, emb: Embedder, upload: Upload) -> Decoded:
+    """Runs in the decode pool: sniff, decode with the pixel limit, mask the field of view,
+    preprocess for `emb`; any failure of the bytes is an ImageDecodeError."""
+    s = rt.settings
+    kept = stored_photo(
+        upload.data,
+        max_pixels=s.max_pixels,
+        fov_mask=s.fov_mask,
+        prepare=emb.preprocess,
+        image=upload.image,
+    )
+    return Decoded(kept.sha256, kept.mime, kept.width, kept.height, kept.data, kept.prepared)
 
 
 # HTTP status of each ImageDecodeError code (422 for the others).
@@ -124,6 +138,22 @@ _KNOWN_VECTORS = (
 )
 
 
+def _known(
+    session: Session, procedure_id: uuid.UUID, shas: list[str], model_id: str, dim: int
+) -> tuple[dict[str, Image], dict[str, np.ndarray]]:
+    """Live images of these hashes in the procedure, and stored `model_id` vectors of the
+    other hashes (anywhere: the same bytes need no second forward pass)."""
+    shas_in = {"procedure_id": procedure_id, "shas": sorted(set(shas))}
+    existing = {r.sha256: r for r in session.scalars(_EXISTING, shas_in)}
+    others = sorted(set(shas) - set(existing))
+    known = {}
+    if others:
+        found = session.execute(_KNOWN_VECTORS, {"shas": others, "model_id": model_id})
+        for sha, raw in found:
+            known[sha] = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(dim)
+    return existing, known
+
+
 @dataclass
 class Decoding:
     """Uploads queued on the decode pool (content hashes known at once, for the locks and
@@ -155,7 +185,7 @@ class IngestService:
                 413, "too_many_files", f"At most {s.max_files_per_request} files per request."
             )
         for i, up in enumerate(uploads):
-            if len(up.data) > s.max_upload_bytes:
+            if up.image is None and len(up.data) > s.max_upload_bytes:
                 raise ProblemError(
                     413,
                     "file_too_large",
@@ -165,10 +195,7 @@ class IngestService:
         assert rt.decode_pool is not None
         started = time.perf_counter()
         emb, shas = serving.embedder, [sha256_hex(up.data) for up in uploads]
-        futures = [
-            rt.decode_pool.submit(_decode, rt, emb, up, sha)
-            for up, sha in zip(uploads, shas, strict=True)
-        ]
+        futures = [rt.decode_pool.submit(_decode, rt, emb, up) for up in uploads]
         return Decoding(futures, shas, started)
 
     def collect(self, decoding: Decoding) -> list[Decoded]:
@@ -215,14 +242,7 @@ class IngestService:
             procedure = session.get(Procedure, procedure_id)
             if procedure is None:
                 raise ProblemError(404, "procedure_not_found", "No procedure with this id.")
-            shas_in = {"procedure_id": procedure_id, "shas": sorted(set(shas))}
-            existing = {r.sha256: r for r in session.scalars(_EXISTING, shas_in)}
-            others = sorted(set(shas) - set(existing))
-            known = {}
-            if others:
-                found = session.execute(_KNOWN_VECTORS, {"shas": others, "model_id": model_id})
-                for sha, raw in found:
-                    known[sha] = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(dim)
+            existing, known = _known(session, procedure_id, shas, model_id, dim)
         return procedure, existing, known
 
     def _store(
@@ -237,6 +257,13 @@ class IngestService:
         model_id, dim = serving.embedder.bundle_id, serving.embedder.dim
         procedure, existing, known = self._lookup(procedure_id, decoding.shas, model_id, dim)
         decoded = self.collect(decoding)
+        masked = sorted({d.sha256 for d in decoded} - set(decoding.shas))
+        if masked:
+            # the field-of-view mask changed these photos: what is stored has a new hash
+            with rt.sessions() as session:
+                more = _known(session, procedure_id, masked, model_id, dim)
+            existing.update(more[0])
+            known.update(more[1])
         new: dict[str, Decoded] = {}
         for d in decoded:
             if d.sha256 not in existing:

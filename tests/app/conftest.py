@@ -23,6 +23,7 @@ def make_settings(tmp_path: Path, database_url: str, **kw: object) -> Settings:
         "database_url": database_url,
         "storage_dir": tmp_path / "storage",
         "index_dir": tmp_path / "index",
+        "dicom_spool_dir": tmp_path / "dicom-spool",
         "batch_max_wait_ms": 2.0,
         "snapshot_interval_s": 3600.0,
         "index_device": "cpu",

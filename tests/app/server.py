@@ -30,6 +30,7 @@ def server_env(tmp_path: Path, database_url: str, port: int, **extra: str) -> di
         "ENDOSEEK_DATABASE_URL": database_url,
         "ENDOSEEK_STORAGE_DIR": str(tmp_path / "storage"),
         "ENDOSEEK_INDEX_DIR": str(tmp_path / "index"),
+        "ENDOSEEK_DICOM_SPOOL_DIR": str(tmp_path / "dicom-spool"),
         "ENDOSEEK_PORT": str(port),
         "ENDOSEEK_INDEX_DEVICE": "cpu",
         "ENDOSEEK_LOG_LEVEL": "WARNING",

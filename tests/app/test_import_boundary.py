@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,54 @@ def test_model_free_verbs_do_not_import_torch(tmp_path: Path, verb: list[str]) -
     assert not MODEL_FREE_FORBIDDEN & set(modules), verb
     if verb[0] == "jobs":
         assert json.loads(proc.stdout) == []
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_dicom_listen_receives_without_the_model_and_stops_cleanly(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """The receiver starts fast (no torch), stores an instance, and a signal ends it cleanly."""
+    from pydicom.uid import JPEGBaseline8Bit, VLEndoscopicImageStorage
+
+    from tests.app.dicom import factory
+    from tests.app.dicom.receiver import scu, spool_files, wire
+    from tests.app.server import free_port
+
+    port = free_port()
+    out = tmp_path / "modules.json"
+    env = _env(tmp_path) | {
+        "ENDOSEEK_DICOM_PORT": str(port),
+        "ENDOSEEK_DICOM_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI_DRIVER, str(out), "dicom-listen"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until the receiver listens (or the process dies)
+        assert f"ENDOSEEK at 127.0.0.1:{port}" in first, first + proc.stdout.read()
+        ds = wire(
+            factory.vl_endoscopic(factory.synthetic_photo(), transfer_syntax=JPEGBaseline8Bit)
+        )
+        assoc = scu((VLEndoscopicImageStorage, JPEGBaseline8Bit)).associate(
+            "127.0.0.1", port, ae_title="ENDOSEEK"
+        )
+        assert assoc.send_c_store(ds).Status == 0
+        assoc.release()
+        proc.send_signal(stop)
+        rest, _ = proc.communicate(timeout=scaled(60))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "DICOM receiver stopped" in rest
+    assert len(spool_files(tmp_path / "spool")) == 1
+    assert not MODEL_FREE_FORBIDDEN & set(json.loads(out.read_text()))
 
 
 def test_serving_the_baseline_imports_no_unused_model_libraries(tmp_path: Path) -> None:

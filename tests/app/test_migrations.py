@@ -19,6 +19,7 @@ TABLES = {
     "labels",
     "jobs",
     "api_keys",
+    "dicom_frames",
     "audit_events",
 }
 

@@ -28,7 +28,8 @@ from app.db.models import Image
 from app.db.session import create_db_engine, create_session_factory, session_scope
 from app.main import create_app
 from app.services import faults, keys
-from app.services.storage import TMP_PREFIX, sha256_hex
+from app.services.storage import TMP_PREFIX
+from app.services.stored_photo import stored_photo
 from indexer.snapshot import PREFIX as SNAPSHOT_PREFIX
 from indexer.snapshot import TMP_PREFIX as SNAPSHOT_TMP_PREFIX
 from indexer.snapshot import load_snapshot
@@ -165,6 +166,11 @@ def _assert_not_ready(client: TestClient, volume_role: str) -> str:
     return reason
 
 
+def _kept(data: bytes) -> str:
+    """The hash of what the service stores for `data` (its field of view masked)."""
+    return stored_photo(data, max_pixels=10**8, fov_mask=True, prepare=lambda _: None).sha256
+
+
 def _recovers(svc: Service, filler: Path, data: bytes) -> None:
     """Space returns: ready again and the next upload is stored and found (no restart)."""
     filler.unlink()
@@ -174,7 +180,7 @@ def _recovers(svc: Service, filler: Path, data: bytes) -> None:
     item = r.json()["items"][0]
     assert not item["duplicate"]
     assert svc.found(item["id"], data)
-    assert sha256_hex(data) in svc.rows() and sha256_hex(data) in svc.files()[0]
+    assert _kept(data) in svc.rows() and _kept(data) in svc.files()[0]
 
 
 def test_storage_volume_full_gives_507_and_recovers(
@@ -190,8 +196,8 @@ def test_storage_volume_full_gives_507_and_recovers(
         filler = fill(volume)
 
         _assert_507(svc.upload(second))
-        assert svc.rows() == {sha256_hex(first)}
-        assert svc.files() == ({sha256_hex(first)}, [])
+        assert svc.rows() == {_kept(first)}
+        assert svc.files() == ({_kept(first)}, [])
         assert "no free space" in _assert_not_ready(client, "storage")
 
         # the index snapshot cannot be written either: it raises (the periodic thread logs
@@ -219,8 +225,8 @@ def test_sqlite_volume_full_gives_507_and_removes_the_written_file(
         filler = fill(volume)
 
         _assert_507(svc.upload(second))
-        assert svc.rows() == {sha256_hex(first)}
-        assert svc.files() == ({sha256_hex(first)}, [])
+        assert svc.rows() == {_kept(first)}
+        assert svc.files() == ({_kept(first)}, [])
         _assert_not_ready(client, "database")
 
         _recovers(svc, filler, second)
@@ -246,8 +252,8 @@ def test_low_space_guard_refuses_uploads_before_writing(
         assert "ENDOSEEK_MIN_FREE_BYTES" in r.json()["detail"]
         reason = _assert_not_ready(client, "storage+index+database")
         assert f"ENDOSEEK_MIN_FREE_BYTES={guard}" in reason, reason
-        assert svc.rows() == {sha256_hex(first)}
-        assert svc.files() == ({sha256_hex(first)}, [])
+        assert svc.rows() == {_kept(first)}
+        assert svc.files() == ({_kept(first)}, [])
         assert _free(volume) == before
 
         _recovers(svc, filler, second)

@@ -60,9 +60,10 @@ def upload_images(
 def get_image(image_id: uuid.UUID, session: SessionDep, key: SearchKey) -> schemas.ImageOut:
     img = svc.get_live(session, image_id)
     labels = svc.labels_of(session, [img.id])[img.id]
+    dicom = svc.dicom_of(session, [img.id]).get(img.id)
     audit.record(session, key.key_id, "image.view", str(image_id))
     session.commit()
-    return image_out(img, labels)
+    return image_out(img, labels, dicom)
 
 
 @router.get("/v1/images/{image_id}/file", summary="The original file", response_class=FileResponse)

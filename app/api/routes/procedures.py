@@ -15,6 +15,7 @@ from app.documentation.procedure_report import ensure_predictions
 from app.documentation.service import Documentation, documentation_of
 from app.documentation.thresholds import UNRECOGNISED
 from app.services import audit
+from app.services import images as svc_images
 from app.services import procedures as svc
 
 router = APIRouter(prefix="/v1/procedures", tags=["procedures"])
@@ -105,5 +106,6 @@ def list_procedure_images(
     landmarks = _landmarks(documentation_of(rt), session, images)
     audit.record(session, key.key_id, "procedure.images", str(procedure_id))
     session.commit()
-    items = [procedure_image_out(img, landmarks[img.id]) for img in images]
+    dicom = svc_images.dicom_of(session, [img.id for img in images])
+    items = [procedure_image_out(img, landmarks[img.id], dicom.get(img.id)) for img in images]
     return schemas.ProcedureImagePage(items=items, next_cursor=nxt)

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from app.db.models import PROCEDURE_KINDS, Procedure
 from app.documentation.procedure_report import explained_report
+from app.services.images import dicom_of
 from app.ui import adapters, queries
 from app.ui.security import PREFIX, CsrfUser, ensure_scope
 from app.ui.templating import render
@@ -104,6 +105,7 @@ def procedure(
         procedure=proc,
         images=images,
         by_uid=by_uid,
+        dicom=dicom_of(db, [img.id for img in images]),
         standard=chosen,
         standards=ctx.standards.for_kind(proc.kind),
         report=report,
