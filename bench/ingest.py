@@ -19,13 +19,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +34,6 @@ import httpx
 import numpy as np
 import sqlalchemy as sa
 import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -48,93 +43,19 @@ from app.db.models import Embedding, Model, Procedure  # noqa: E402
 from app.db.models import Image as ImageRow  # noqa: E402
 from app.db.session import create_db_engine  # noqa: E402
 from app.db.types import utcnow  # noqa: E402
-from app.services import keys as key_svc  # noqa: E402
 from bench._bundles import LABELS, MODELS, bench_bundle  # noqa: E402
 from bench._docs import write_section  # noqa: E402
 from bench._measure import median_diff, median_ratio, paired, timed  # noqa: E402
+from bench._photos import Photos  # noqa: E402
+from bench._served import Served, api_key  # noqa: E402
 from bench._vectors import clustered_vectors  # noqa: E402
 from embedder import Embedder, decode_image  # noqa: E402
 from indexer.faiss_index import omp_threads  # noqa: E402
 
-PHOTOS = REPO.parent / "shared" / "data" / "hyperkvasir"
 SECTION = "Service"
 INGEST = "Ingest"
 SEARCH = "Search by image id"
 MS = 1000.0
-
-
-# -- inputs -----------------------------------------------------------------------------------
-class PhotoMaker:
-    """Distinct JPEGs made from the real photos (one changed pixel per copy, so new sha256s)."""
-
-    def __init__(self) -> None:
-        self.base = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.rglob("*.jpg"))]
-        self.next = 0
-
-    def take(self, n: int) -> list[bytes]:
-        out = []
-        for _ in range(n):
-            i, self.next = self.next, self.next + 1
-            img = self.base[i % len(self.base)].copy()
-            img.putpixel((i % 97, (i // 97) % 97), (i % 256, (i // 256) % 256, 7))
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=92)
-            out.append(buf.getvalue())
-        return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _key(url: str, scopes: list[str]) -> str:
-    engine = create_db_engine(url)
-    with sa.orm.Session(engine) as s:
-        _, key = key_svc.create_key(s, "bench", scopes)
-        s.commit()
-    engine.dispose()
-    return key
-
-
-class Server:
-    """`endoseek serve` in a subprocess on a fresh SQLite database, with one bundle."""
-
-    def __init__(self, work: Path, bundle: Path) -> None:
-        self.url = f"sqlite:///{work / 'service.db'}"
-        migrate.upgrade(self.url)
-        self.headers = {"Authorization": f"Bearer {_key(self.url, ['ingest', 'search'])}"}
-        port = _free_port()
-        env = os.environ | {
-            "ENDOSEEK_DATABASE_URL": self.url,
-            "ENDOSEEK_STORAGE_DIR": str(work / "storage"),
-            "ENDOSEEK_INDEX_DIR": str(work / "index"),
-            "ENDOSEEK_BUNDLE": str(bundle),
-            "ENDOSEEK_INDEX_DEVICE": "cpu",
-            "ENDOSEEK_PORT": str(port),
-            "ENDOSEEK_LOG_LEVEL": "WARNING",
-        }
-        cmd = [sys.executable, "-m", "app.cli.main", "serve"]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env)
-        self.base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("server did not become ready")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers=self.headers, timeout=300)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
 
 
 # -- 1 + 2: ingest ----------------------------------------------------------------------------
@@ -142,12 +63,12 @@ def bench_ingest(kind: str, work: Path, args: argparse.Namespace) -> dict[str, f
     """Paired single-photo latency and concurrent throughput for one model."""
     bundle = bench_bundle(kind, work / "bundle")
     emb = Embedder.from_bundle(bundle, device="cpu")
-    photos = PhotoMaker()
+    photos = Photos()
     sample = photos.take(32)
     tensors = torch.stack([emb.preprocess(decode_image(p, max_pixels=10**8)) for p in sample])
     one = tensors[:1]
     emb.embed_tensors(tensors[: args.batch])  # warm-up
-    server = Server(work, bundle)
+    server = Served(work, ["ingest", "search"], bundle=bundle)
     try:
         with server.client() as c:
             pid = c.post("/v1/procedures", json={"source": "bench", "external_id": kind}).json()
@@ -260,7 +181,7 @@ def bench_search(work: Path, kind: str, n: int, args: argparse.Namespace) -> dic
     t0 = time.perf_counter()
     _fill(url, emb, n)
     fill_s = time.perf_counter() - t0
-    hdr = {"Authorization": f"Bearer {_key(url, ['search'])}"}
+    hdr = {"Authorization": f"Bearer {api_key(url, ['search'])}"}
     settings = Settings(
         _env_file=None,
         database_url=url,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.dicom.receiver import tool
 from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,3 +61,27 @@ def test_startup_benchmark_times_every_process(tmp_path: Path) -> None:
     for label in ("--help", "migrate", "keys list", "jobs list", "serve -> /ready 200"):
         row = rf"^\| `endoseek {re.escape(label)}` \| < \d+ s \| \*\*\d+\.\d\d\*\* \((met|MISSED)\)"
         assert re.search(row, text, re.M), label
+
+
+@pytest.mark.slow
+def test_stow_benchmark_pairs_stow_with_rest(tmp_path: Path) -> None:
+    text = _run(["bench/stow.py", "--rounds", "1", "--photos", "2"], tmp_path)
+    assert "## DICOM" in text and "### STOW-RS vs REST upload" in text
+    rows = re.findall(
+        r"^\| [12] \| .*\*\*\d+\.\d\dx\*\* \((met|MISSED)\) \| >= 0\.8x \|$", text, re.M
+    )
+    assert len(rows) == 2
+
+
+@pytest.mark.slow
+def test_dicom_receive_benchmark_pairs_storescp_with_the_receiver(tmp_path: Path) -> None:
+    for name in ("storescu", "storescp"):
+        tool(name)  # DCMTK: skipped locally when missing, a failure in CI
+    text = _run(
+        ["bench/dicom_receive.py", "--rounds", "1", "--files", "2", "--latency", "1"], tmp_path
+    )
+    assert "## DICOM" in text and "### C-STORE receiver" in text
+    for setup in ("as packaged", "`TCP_NODELAY=1`"):
+        row = rf"^\| {re.escape(setup)} \| \d+\.\d .*\*\*\d+\.\d\dx\*\* \((met|MISSED)\) \|"
+        assert re.search(row + r" >= 0\.5x \|$", text, re.M), setup
+    assert len(re.findall(r"\| \*\*\d+ ms\*\* \(max \d+\) \|$", text, re.M)) == 2
