@@ -5,8 +5,8 @@ The one ingest path for C-STORE (through the spool) and STOW-RS: the frames beco
 `dicom_frames` row per frame keeps the UIDs that join each photo to the PACS's study.
 
 Idempotent on the SOP Instance UID: an instance already stored answers with its photos and
-stores nothing. The photos and the UID rows are two transactions; a crash between them leaves
-photos without UIDs, and the re-sent instance (same pixels, so the same photos) adds them.
+stores nothing. New photos and their UID rows commit in one transaction; photos that were
+already stored (the same pixels sent before) get their UID rows in a second one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.db.models import DicomFrame, Image
 from app.db.session import session_scope
@@ -57,6 +58,17 @@ def _frame_numbers(uploads: list[Upload]) -> list[int]:
     return out
 
 
+def _frame_row(ident: Identity, image_id: int, frame: int) -> DicomFrame:
+    return DicomFrame(
+        image_id=image_id,
+        study_uid=ident.study_uid,
+        series_uid=ident.series_uid,
+        sop_instance_uid=ident.sop_instance_uid,
+        sop_class_uid=ident.sop_class_uid,
+        frame=frame,
+    )
+
+
 class DicomIngest:
     """Stores DICOM instances through the service's ingest path; thread-safe."""
 
@@ -87,16 +99,28 @@ class DicomIngest:
             return StoredInstance(ident, rows[0][1], [uid for uid, _ in rows], duplicate=True)
         procedure_id = self._procedure(source, ident)
         uploads = frame_uploads(instance, self.rt.settings)
+        frames = _frame_numbers(uploads)
+        linked: set[int] = set()
+
+        def link_new(session: Session, images: list[tuple[int, Image]]) -> None:
+            # the new photos' provenance commits with them (one transaction, not two)
+            for i, img in images:
+                session.add(_frame_row(ident, img.id, frames[i]))
+                linked.add(i)
+
         try:
-            results = self.photos.ingest(procedure_id, uploads, ident.captured_at)
+            results = self.photos.ingest(
+                procedure_id, uploads, ident.captured_at, on_commit=link_new
+            )
         except ProblemError as exc:
             if exc.status >= 500:
                 raise
             # the frames' pixels failed the photo checks (damaged, too many pixels)
             code = "corrupt_pixel_data" if exc.code == "corrupt_image" else exc.code
             raise DicomRejected(code, exc.detail, CANNOT_UNDERSTAND) from exc
-        frames = _frame_numbers(uploads)
-        self._link(ident, [(r.image.id, n) for r, n in zip(results, frames, strict=True)])
+        rest = [(r.image.id, frames[i]) for i, r in enumerate(results) if i not in linked]
+        if rest:  # photos stored before (same pixels): link them to this instance too
+            self._link(ident, rest)
         if self.rt.settings.dicom_keep_originals:
             self._keep_original(instance)
         return StoredInstance(ident, procedure_id, [r.image.uid for r in results], duplicate=False)
@@ -113,16 +137,7 @@ class DicomIngest:
         try:
             with session_scope(self.rt.sessions) as session:
                 for image_id, frame in images:
-                    session.add(
-                        DicomFrame(
-                            image_id=image_id,
-                            study_uid=ident.study_uid,
-                            series_uid=ident.series_uid,
-                            sop_instance_uid=ident.sop_instance_uid,
-                            sop_class_uid=ident.sop_class_uid,
-                            frame=frame,
-                        )
-                    )
+                    session.add(_frame_row(ident, image_id, frame))
         except IntegrityError:
             log.info("instance stored concurrently by another association; kept theirs")
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,10 @@ from app.services.stored_photo import stored_photo
 from embedder import Embedder, ImageDecodeError
 
 log = logging.getLogger(__name__)
+
+
+# adds rows to the ingest's transaction: (session, [(upload index, new image), ...])
+OnCommit = Callable[[Session, list[tuple[int, "Image"]]], None]
 
 
 @dataclass
@@ -216,8 +221,12 @@ class IngestService:
         procedure_id: uuid.UUID,
         uploads: list[Upload],
         captured_at: datetime | None = None,
+        on_commit: OnCommit | None = None,
     ) -> list[IngestResult]:
         """Store the uploads in one procedure; same bytes again return the existing image.
+
+        `on_commit(session, [(upload index, new image), ...])` adds a caller's rows to the
+        transaction that stores the new images (DICOM provenance: one commit, not two).
 
         The files decode in the pool while this thread reads what the database already
         knows (the procedure, stored copies of the same bytes, their vectors), so the only
@@ -228,10 +237,10 @@ class IngestService:
         decoding = self.start_decode(uploads, serving)
         with self.rt.sha_locks.hold(decoding.shas):
             try:
-                return self._store(procedure_id, decoding, captured_at, serving)
+                return self._store(procedure_id, decoding, captured_at, serving, on_commit)
             except IntegrityError:
                 # a concurrent request stored the same bytes first: answer with its image
-                return self._store(procedure_id, decoding, captured_at, serving)
+                return self._store(procedure_id, decoding, captured_at, serving, on_commit)
 
     def _lookup(
         self, procedure_id: uuid.UUID, shas: list[str], model_id: str, dim: int
@@ -251,6 +260,7 @@ class IngestService:
         decoding: Decoding,
         captured_at: datetime | None,
         serving: Serving,
+        on_commit: OnCommit | None = None,
     ) -> list[IngestResult]:
         rt = self.rt
         assert rt.index is not None
@@ -289,7 +299,10 @@ class IngestService:
                     extra = self.pending.embed(session, model_id, [d.data for d in new.values()])
                 done = {sha: known[sha] if sha in known else queued[sha].result() for sha in new}
             with rt.metrics.step("database"):
-                fresh = self._commit(procedure, new, done, captured_at, model_id, extra)
+                order = [d.sha256 for d in decoded]
+                fresh = self._commit(
+                    procedure, new, done, captured_at, model_id, extra, on_commit, order
+                )
         except BaseException:
             self._cleanup(created)
             raise
@@ -316,6 +329,8 @@ class IngestService:
         captured_at: datetime | None,
         model_id: str,
         extra: dict[str, np.ndarray] | None = None,
+        on_commit: OnCommit | None = None,
+        order: list[str] | None = None,
     ) -> dict[str, tuple[Image, IngestAnnotation | None]]:
         """One transaction: images, their vectors and whatever the hooks add.
 
@@ -354,6 +369,12 @@ class IngestService:
                 for hook in rt.hooks:
                     ann = hook(session, procedure, img, vecs[sha]) or ann
                 out[sha] = (img, ann)
+            if on_commit is not None:
+                firsts = {}
+                for i, sha in enumerate(order or []):
+                    if sha in out:
+                        firsts.setdefault(sha, i)
+                on_commit(session, [(i, out[sha][0]) for sha, i in firsts.items()])
         return out
 
     def _cleanup(self, keys: list[str]) -> None:

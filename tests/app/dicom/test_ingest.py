@@ -117,3 +117,17 @@ def test_no_patient_attribute_reaches_the_database_or_files(
         for blob in blobs:
             assert value.encode() not in blob, value
     assert ds.SOPInstanceUID.encode() in originals[0].read_bytes()  # UIDs are kept
+
+
+def test_same_pixels_under_a_new_uid_link_to_the_stored_photo(
+    client: TestClient, headers: dict, settings: Settings
+) -> None:
+    photo = factory.synthetic_photo(5)
+    first = factory.vl_endoscopic(photo, transfer_syntax=JPEGBaseline8Bit)
+    again = factory.vl_endoscopic(photo, transfer_syntax=JPEGBaseline8Bit, quality=92)
+    again.StudyInstanceUID = first.StudyInstanceUID  # same study, new SOP Instance UID
+    a = _ingest(client).store(read_instance(factory.to_bytes(first), settings), "SCOPE4")
+    b = _ingest(client).store(read_instance(factory.to_bytes(again), settings), "SCOPE4")
+    assert not b.duplicate and b.image_uids == a.image_uids  # same bytes: the same photo
+    rt = client.app.state.runtime
+    assert [uid for uid, _ in DicomIngest(rt).known(again.SOPInstanceUID)] == a.image_uids
