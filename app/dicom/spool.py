@@ -157,6 +157,13 @@ class Spool:
         """Entries in failed/ (for operators and tests)."""
         return [SpoolEntry(p, p.name.removesuffix(SUFFIX)) for p in self.failed.glob(f"*{SUFFIX}")]
 
+    def counts(self) -> dict[str, int]:
+        """Instances waiting for ingest and instances refused (for /ready and /metrics)."""
+        return {
+            "pending": sum(1 for p in self.root.glob(f"*{SUFFIX}")),
+            "failed": sum(1 for p in self.failed.glob(f"*{SUFFIX}")),
+        }
+
     def sweep_tmp(self, older_than_s: float = STALE_TMP_S) -> int:
         """Remove temp files a crashed writer left (never a live writer's: those are young)."""
         limit = time.time() - older_than_s

@@ -47,6 +47,13 @@ class Metrics:
         self.index_size = Gauge(
             "endoseek_index_vectors", "Vectors in the live index.", registry=self.registry
         )
+        self.spool_files = Gauge(
+            "endoseek_dicom_spool_instances",
+            "DICOM instances in the C-STORE spool: acknowledged and waiting (pending), or "
+            "refused at ingest and kept for an operator (failed).",
+            ["state"],
+            registry=self.registry,
+        )
 
     @contextmanager
     def step(self, name: str, op: str = "ingest") -> Iterator[None]:

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 
 from app.api.deps import AdminKey, RuntimeDep
+from app.dicom.spool import Spool
 from app.services import faults
 from app.services.errors import ProblemError
+from app.services.runtime import Runtime
 
 router = APIRouter(tags=["health"])
 
@@ -46,7 +48,18 @@ def ready(rt: RuntimeDep) -> dict[str, object]:
         if not checks["database"]:
             extra["retry_after"] = rt.settings.db_retry_after_s
         raise ProblemError(503, "not_ready", f"Not ready: {failed}.", **extra)
-    return {"status": "ready", "checks": checks, "vectors": len(rt.index or ())}
+    return {
+        "status": "ready",
+        "checks": checks,
+        "vectors": len(rt.index or ()),
+        # informational, never a failed check: acknowledged C-STORE instances not yet stored
+        # (pending) and refused ones kept for an operator (failed/; see docs/dicom.md)
+        "dicom_spool": _spool(rt).counts(),
+    }
+
+
+def _spool(rt: Runtime) -> Spool:
+    return Spool(rt.settings.dicom_spool_dir)
 
 
 def _first_line(exc: Exception) -> str:
@@ -62,4 +75,6 @@ def _first_line(exc: Exception) -> str:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 def metrics(rt: RuntimeDep, _: AdminKey) -> Response:
+    for state, n in _spool(rt).counts().items():
+        rt.metrics.spool_files.labels(state).set(n)
     return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -262,3 +262,24 @@ def test_worker_thread_wakes_on_wake_and_on_its_poll(tmp_path: Path) -> None:
     finally:
         worker.stop()
     assert worker.spool.pending() == []
+
+
+def test_ready_and_metrics_count_pending_and_failed_instances(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.app.conftest import create_keys
+
+    spool = Spool(settings.dicom_spool_dir)
+    refused, _ = spool.put(b"not an instance", {"source": "X"})
+    spool.fail(refused, "cannot_understand", "test")
+    admin = create_keys(settings.database_url)["admin"]
+    with TestClient(create_app(settings, with_ui=False)) as client:
+        r = client.get("/ready")
+        assert r.status_code == 200, r.text
+        assert r.json()["dicom_spool"] == {"pending": 0, "failed": 1}
+        text = client.get("/metrics", headers=admin).text
+    assert 'endoseek_dicom_spool_instances{state="failed"} 1.0' in text
+    assert 'endoseek_dicom_spool_instances{state="pending"} 0.0' in text
