@@ -19,9 +19,17 @@ from __future__ import annotations
 
 from io import BytesIO
 
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ImplicitVRLittleEndian
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    ImplicitVRLittleEndian,
+)
 
 REMOVE = "X"
 EMPTY = "Z"
@@ -291,6 +299,11 @@ _DUMMIES: dict[str, str] = {
     "TM": "000000",
     "DT": "19000101000000",
 }
+_ACTION_OF_TAG: dict[int, str] = {
+    tag: action
+    for keyword, action in ACTIONS.items()
+    if (tag := tag_for_keyword(keyword)) is not None
+}
 # Free text (LT/ST/UT) and values of unknown meaning (UN: a public tag pydicom does not know).
 _DROPPED_VRS = frozenset({"LT", "ST", "UT", "UN"})
 DEIDENTIFICATION_METHOD = "PS3.15 Basic Profile, Retain UIDs (EndoSeek)"  # LO: 64 chars max
@@ -302,8 +315,9 @@ _METHOD_CODES = (
 
 
 def deidentify(ds: Dataset) -> None:
-    """De-identify `ds` in place (recursing into sequences) and mark it as de-identified."""
-    ds.remove_private_tags()
+    """De-identify `ds` in place (recursing into sequences) and mark it as de-identified.
+    One walk: `_clean` drops private elements in every data set it keeps, which is every
+    item left (so no separate remove_private_tags walk)."""
     _clean(ds)
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "PrivateInformation" in meta:
@@ -328,13 +342,16 @@ def _clean(ds: Dataset) -> None:
         if tag.is_private or (group & 0xFF00) in (0x5000, 0x6000) or (tag & 0xFFFF) == 0:
             del ds[tag]  # private, curves (50xx), overlays (60xx), stale group lengths
             continue
+        action = _ACTION_OF_TAG.get(tag)
+        if action == REMOVE:  # by tag: its value is never read
+            del ds[tag]
+            continue
         try:
             elem = ds[tag]
         except Exception:  # noqa: BLE001 - an unreadable value is dropped, never kept
             del ds[tag]
             continue
-        action = ACTIONS.get(elem.keyword)
-        if action == REMOVE or (action is None and elem.VR in _DROPPED_VRS):
+        if action is None and elem.VR in _DROPPED_VRS:
             del ds[tag]
             continue
         if action == EMPTY or (action is None and elem.VR == "PN"):
@@ -347,14 +364,23 @@ def _clean(ds: Dataset) -> None:
 
 
 def to_part10(ds: Dataset) -> bytes:
-    """`ds` as a Part 10 file (preamble, file meta, data set) in its own transfer syntax
+    """`ds` as a Part 10 file (zero preamble, file meta, data set) in its own transfer syntax
     (implicit VR little endian when it has none). Needs SOP Class and Instance UIDs, which every
-    checked Instance has."""
+    checked Instance has.
+
+    WHY not `ds.save_as` (the C-STORE handler runs this per instance): pydicom's writer copies
+    the Pixel Data value three times (an element buffer, its copy, the output) and deep-copies
+    the file meta; here the data set less Pixel Data goes through pydicom's writer and the Pixel
+    Data element is appended once, its value as received (encapsulated items and all). The bytes
+    are the ones `save_as` writes (test_deid.py compares them), except the preamble: always
+    zeros here, never a sender's 128 arbitrary bytes. Other encodings (deflated, big endian,
+    private), elements after Pixel Data, or a value pydicom holds otherwise: `save_as` itself.
+    """
     meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else None
     if meta is None:
         meta = FileMetaDataset()
         ds.file_meta = meta
-    ts = meta.get("TransferSyntaxUID") or ImplicitVRLittleEndian
+    ts = UID(meta.get("TransferSyntaxUID") or ImplicitVRLittleEndian)
     meta.TransferSyntaxUID = ts
     for keyword, meta_keyword in (
         ("SOPClassUID", "MediaStorageSOPClassUID"),
@@ -364,11 +390,67 @@ def to_part10(ds: Dataset) -> bytes:
             setattr(meta, meta_keyword, ds[keyword].value)
     if "ImplementationClassUID" not in meta:
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    buf = BytesIO()
-    ds.save_as(
-        buf,
-        enforce_file_format=True,
-        implicit_vr=ts == ImplicitVRLittleEndian,
-        little_endian=True,
+    implicit = ts == ImplicitVRLittleEndian
+    plain = ts.is_transfer_syntax and not ts.is_private and ts.is_little_endian
+    if not plain or ts.is_deflated or any(t > _PIXEL_DATA for t in ds.keys()):
+        return _save_as(ds, implicit)  # rare encodings and layouts: pydicom's writer does all
+    if [t for t in ds.keys() if t >> 16 in (0, 2)]:
+        raise ValueError("command or file meta elements in the data set")  # as save_as
+    pixel = ds[_PIXEL_DATA] if _PIXEL_DATA in ds else None
+    if pixel is not None:
+        pixel.is_undefined_length = ts.is_compressed  # as save_as does
+        tail = _pixel_data_element(pixel, implicit)
+        if tail is None:
+            return _save_as(ds, implicit)
+    fp = DicomBytesIO()
+    fp.write(b"\x00" * 128 + b"DICM")
+    file_meta = FileMetaDataset()
+    for elem in meta:  # a new container: write_file_meta_info adds elements to it
+        file_meta.add(elem)
+    write_file_meta_info(fp, file_meta, enforce_standard=True)
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    if pixel is None:
+        write_dataset(fp, ds)
+        return fp.getvalue()
+    ds.pop(_PIXEL_DATA)
+    try:
+        write_dataset(fp, ds)
+    finally:
+        ds[_PIXEL_DATA] = pixel
+    head = fp.getvalue()
+    return b"".join((head, *tail))
+
+
+_PIXEL_DATA = 0x7FE00010
+_ITEM_TAG = b"\xfe\xff\x00\xe0"
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _pixel_data_element(elem: DataElement, implicit: bool) -> tuple[bytes, ...] | None:
+    """The encoded Pixel Data element (little endian) as header, value[, padding][, sequence
+    delimiter] - the bytes pydicom's write_data_element gives - or None for a value that is
+    not plain bytes or an explicit VR that is not OB/OW (pydicom's writer then handles it)."""
+    value = elem.value
+    if not isinstance(value, bytes | bytearray) or not value:
+        return None
+    if elem.VR not in ("OB", "OW") and not (implicit and elem.VR == "OB or OW"):
+        return None  # an explicit VR still to be resolved: pydicom's writer does that
+    undefined = elem.is_undefined_length
+    if undefined and not value.startswith(_ITEM_TAG):
+        raise ValueError("encapsulated Pixel Data does not start with an item")  # as save_as
+    pad = b"\x00" if len(value) % 2 else b""
+    length = 0xFFFFFFFF if undefined else len(value) + len(pad)
+    tag = b"\xe0\x7f\x10\x00"
+    header = (
+        tag + (b"" if implicit else elem.VR.encode() + b"\x00\x00") + length.to_bytes(4, "little")
     )
+    return (header, bytes(value), pad, _SEQ_DELIMITER if undefined else b"")
+
+
+def _save_as(ds: Dataset, implicit: bool) -> bytes:
+    """pydicom's own writer (after `ds.file_meta` is completed by to_part10)."""
+    if getattr(ds, "preamble", None):
+        ds.preamble = None  # never a sender's preamble: 128 arbitrary bytes
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=implicit, little_endian=True)
     return buf.getvalue()

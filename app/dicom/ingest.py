@@ -6,7 +6,8 @@ The one ingest path for C-STORE (through the spool) and STOW-RS: the frames beco
 
 Idempotent on the SOP Instance UID: an instance already stored answers with its photos and
 stores nothing. New photos and their UID rows commit in one transaction; photos that were
-already stored (the same pixels sent before) get their UID rows in a second one.
+already stored (the same pixels sent before) get their UID rows in a second one. `store_many`
+does this for several instances at once (STOW-RS parts): one photo ingest per study.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -78,14 +79,21 @@ class DicomIngest:
 
     def known(self, sop_instance_uid: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
         """(image uid, procedure id) of an instance already received, in frame order."""
+        return self._known_many([sop_instance_uid]).get(sop_instance_uid, [])
+
+    def _known_many(self, uids: list[str]) -> dict[str, list[tuple[uuid.UUID, uuid.UUID]]]:
+        """known() of several instances in one query: only those already received."""
         stmt = (
-            sa.select(Image.uid, Image.procedure_id)
+            sa.select(DicomFrame.sop_instance_uid, Image.uid, Image.procedure_id)
             .join(DicomFrame, DicomFrame.image_id == Image.id)
-            .where(DicomFrame.sop_instance_uid == sop_instance_uid)
-            .order_by(DicomFrame.frame)
+            .where(DicomFrame.sop_instance_uid.in_(sorted(set(uids))))
+            .order_by(DicomFrame.sop_instance_uid, DicomFrame.frame)
         )
+        out: dict[str, list[tuple[uuid.UUID, uuid.UUID]]] = {}
         with self.rt.sessions() as session:
-            return [(uid, proc) for uid, proc in session.execute(stmt)]
+            for sop, uid, proc in session.execute(stmt):
+                out.setdefault(sop, []).append((uid, proc))
+        return out
 
     def store(self, instance: Instance, source: str) -> StoredInstance:
         """Store `instance` in the procedure (source, Study Instance UID).
@@ -93,37 +101,133 @@ class DicomIngest:
         Raises DicomRejected when its pixels do not decode; ProblemError for the service's
         faults (507 storage full, 503 database down), which callers answer as "out of
         resources" so that the sender retries."""
-        ident = instance.identity
-        rows = self.known(ident.sop_instance_uid)
-        if rows:
-            return StoredInstance(ident, rows[0][1], [uid for uid, _ in rows], duplicate=True)
-        procedure_id = self._procedure(source, ident)
-        uploads = frame_uploads(instance, self.rt.settings)
-        frames = _frame_numbers(uploads)
+        (result,) = self.store_many([instance], source)
+        if isinstance(result, DicomRejected):
+            raise result
+        return result
+
+    def store_many(
+        self, instances: list[Instance], source: str
+    ) -> list[StoredInstance | DicomRejected]:
+        """store() of several instances, in their order: a DicomRejected for each one refused.
+
+        One lookup of the known SOP Instance UIDs, then one photo ingest (one transaction)
+        per study for all the new instances' frames. When that ingest refuses the pixels
+        (4xx: the service fails a whole call for one bad file) each instance of the study is
+        stored alone, so that only the bad one is refused. The service's faults (5xx) raise
+        ProblemError for the whole batch."""
+        out: list[StoredInstance | DicomRejected | None] = [None] * len(instances)
+        rows = self._known_many([i.identity.sop_instance_uid for i in instances])
+        first: dict[str, int] = {}  # SOP Instance UID -> its first position in this batch
+        groups: dict[str, list[tuple[int, list[Upload]]]] = {}
+        for pos, instance in enumerate(instances):
+            ident = instance.identity
+            if ident.sop_instance_uid in rows:
+                known = rows[ident.sop_instance_uid]
+                out[pos] = StoredInstance(
+                    ident, known[0][1], [uid for uid, _ in known], duplicate=True
+                )
+                continue
+            if ident.sop_instance_uid in first:  # sent twice in one batch: answered below
+                continue
+            first[ident.sop_instance_uid] = pos
+            try:
+                uploads = frame_uploads(instance, self.rt.settings)
+            except DicomRejected as exc:
+                out[pos] = exc
+                continue
+            groups.setdefault(ident.study_uid, []).append((pos, uploads))
+        for members in groups.values():
+            ident = instances[members[0][0]].identity
+            procedure_id = self._procedure(source, ident)
+            for chunk in self._chunks(members):
+                got = self._store_chunk(procedure_id, [(instances[p], u) for p, u in chunk])
+                for (pos, _), result in zip(chunk, got, strict=True):
+                    out[pos] = result
+        for pos, instance in enumerate(instances):
+            if out[pos] is None:  # a twin of an instance earlier in the batch
+                earlier = out[first[instance.identity.sop_instance_uid]]
+                out[pos] = (
+                    replace(earlier, identity=instance.identity, duplicate=True)
+                    if isinstance(earlier, StoredInstance)
+                    else earlier
+                )
+        return [r for r in out if r is not None]
+
+    def _chunks(
+        self, members: list[tuple[int, list[Upload]]]
+    ) -> list[list[tuple[int, list[Upload]]]]:
+        """A study's instances in runs of at most max_files_per_request frames (one alone
+        may have more: the service then refuses it, as it would have refused it alone)."""
+        limit = self.rt.settings.max_files_per_request
+        chunks: list[list[tuple[int, list[Upload]]]] = []
+        size = 0
+        for member in members:
+            n = len(member[1])
+            if not chunks or size + n > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(member)
+            size += n
+        return chunks
+
+    def _store_chunk(
+        self, procedure_id: uuid.UUID, items: list[tuple[Instance, list[Upload]]]
+    ) -> list[StoredInstance | DicomRejected]:
+        """One photo ingest for these instances; each alone if the service refuses one."""
+        try:
+            return self._ingest(procedure_id, items)
+        except ProblemError as exc:
+            if exc.status >= 500:
+                raise
+            if len(items) == 1:
+                # the frames' pixels failed the photo checks (damaged, too many pixels)
+                code = "corrupt_pixel_data" if exc.code == "corrupt_image" else exc.code
+                rejected = DicomRejected(code, exc.detail, CANNOT_UNDERSTAND)
+                rejected.__cause__ = exc
+                return [rejected]
+        return [r for item in items for r in self._store_chunk(procedure_id, [item])]
+
+    def _ingest(
+        self, procedure_id: uuid.UUID, items: list[tuple[Instance, list[Upload]]]
+    ) -> list[StoredInstance]:
+        """The frames of `items` as one IngestService call; their dicom_frames rows commit
+        with the new photos, photos stored before (same pixels) are linked after."""
+        uploads: list[Upload] = []
+        owner: list[tuple[int, int]] = []  # per upload: (item index, frame number)
+        for n, (_, ups) in enumerate(items):
+            uploads.extend(ups)
+            owner.extend((n, frame) for frame in _frame_numbers(ups))
         linked: set[int] = set()
 
         def link_new(session: Session, images: list[tuple[int, Image]]) -> None:
             # the new photos' provenance commits with them (one transaction, not two)
             for i, img in images:
-                session.add(_frame_row(ident, img.id, frames[i]))
+                n, frame = owner[i]
+                ident = items[n][0].identity
+                if img.captured_at != ident.captured_at:  # each instance has its own time
+                    img.captured_at = ident.captured_at
+                session.add(_frame_row(ident, img.id, frame))
                 linked.add(i)
 
-        try:
-            results = self.photos.ingest(
-                procedure_id, uploads, ident.captured_at, on_commit=link_new
-            )
-        except ProblemError as exc:
-            if exc.status >= 500:
-                raise
-            # the frames' pixels failed the photo checks (damaged, too many pixels)
-            code = "corrupt_pixel_data" if exc.code == "corrupt_image" else exc.code
-            raise DicomRejected(code, exc.detail, CANNOT_UNDERSTAND) from exc
-        rest = [(r.image.id, frames[i]) for i, r in enumerate(results) if i not in linked]
-        if rest:  # photos stored before (same pixels): link them to this instance too
-            self._link(ident, rest)
-        if self.rt.settings.dicom_keep_originals:
-            self._keep_original(instance)
-        return StoredInstance(ident, procedure_id, [r.image.uid for r in results], duplicate=False)
+        captured_at = items[0][0].identity.captured_at
+        results = self.photos.ingest(procedure_id, uploads, captured_at, on_commit=link_new)
+        rest: dict[int, list[tuple[int, int]]] = {}
+        images: dict[int, list[uuid.UUID]] = {}
+        for i, r in enumerate(results):
+            n, frame = owner[i]
+            images.setdefault(n, []).append(r.image.uid)
+            if i not in linked:
+                rest.setdefault(n, []).append((r.image.id, frame))
+        out = []
+        for n, (instance, _) in enumerate(items):
+            ident = instance.identity
+            if n in rest:  # photos stored before (same pixels): link them to this instance too
+                self._link(ident, rest[n])
+            if self.rt.settings.dicom_keep_originals:
+                self._keep_original(instance)
+            out.append(StoredInstance(ident, procedure_id, images.get(n, []), duplicate=False))
+        return out
 
     def _procedure(self, source: str, ident: Identity) -> uuid.UUID:
         with self.rt.sessions() as session:

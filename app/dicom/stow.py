@@ -5,9 +5,11 @@ WHY a reader of our own: Starlette parses only multipart/form-data, and a STOW b
 hundreds of megabytes sent with chunked transfer. The body is fed chunk by chunk to
 python-multipart's `MultipartParser` (any boundary, quoted or not); only the part being read
 and the parts being stored are in memory. Each complete part is stored while the next one
-arrives, at most PARALLEL_PARTS at once holding at most IN_FLIGHT_BYTES (the model batches
-their frames; the body is not read further while they are busy), on at most STOW_THREADS
-worker threads for all requests together.
+arrives, at most PARALLEL_PARTS at once holding at most IN_FLIGHT_BYTES (the body is not read
+further while they are busy), on at most STOW_THREADS worker threads for all requests
+together. Parts that arrive while BATCHES earlier ones are being stored queue and are stored
+together, as one photo ingest per study (one lookup, one model batch, one commit), like a REST
+upload of several files.
 
 Statuses (PS3.18 table 10.5.3-1): 200 every instance stored, 202 some stored and some failed,
 409 none stored; 415 not `multipart/related` or a `type` other than application/dicom; 413 a
@@ -31,7 +33,7 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydicom import dcmread
@@ -54,6 +56,9 @@ from app.services.errors import ProblemError
 from app.services.runtime import Runtime
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from app.dicom.header import Instance
+
 log = logging.getLogger(__name__)
 
 DICOM = "application/dicom"
@@ -62,6 +67,8 @@ DICOM_JSON = "application/dicom+json"
 # held at once are bounded too (a part larger than the budget is stored alone).
 PARALLEL_PARTS = 8
 IN_FLIGHT_BYTES = 64 * 1024 * 1024
+# Batches of one request stored at once: parts arriving meanwhile queue for the next batch.
+BATCHES = 2
 # Worker threads of all STOW requests together: their own limiter, so that STOW load never
 # takes the thread pool that FastAPI's sync routes and dependencies (key checks) run in.
 STOW_THREADS = 8
@@ -262,7 +269,7 @@ def peek_uids(data: bytes) -> tuple[str | None, str | None]:
 
 
 class PartStore:
-    """read_instance -> study check -> DicomIngest.store, as one Outcome; thread-safe."""
+    """read_instance -> study check -> DicomIngest.store_many, as Outcomes; thread-safe."""
 
     def __init__(self, rt: Runtime, study_uid: str | None) -> None:
         from app.dicom.ingest import DicomIngest  # the ingest path loads torch: import late
@@ -274,25 +281,51 @@ class PartStore:
         self.ingest = DicomIngest(rt)
 
     def __call__(self, part: Part) -> Outcome:
+        return self.batch([part])[0]
+
+    def batch(self, parts: list[Part]) -> list[Outcome]:
+        """Each part's Outcome, in order: the readable ones of the study stored together."""
+        out: dict[int, Outcome] = {}
+        ready: list[tuple[int, Part, Instance, tuple[str | None, str | None]]] = []
+        for n, part in enumerate(parts):
+            checked = self._check(part)
+            if isinstance(checked, Outcome):
+                out[n] = checked
+            else:
+                instance = checked
+                ident = instance.identity
+                ready.append((n, part, instance, (ident.sop_class_uid, ident.sop_instance_uid)))
+        if ready:
+            try:
+                results = self.ingest.store_many([r[2] for r in ready], self.source)
+            except Exception as exc:  # noqa: BLE001 - one batch never fails the request with a 500
+                for n, part, _, uids in ready:
+                    out[n] = self._fault(part, uids, exc)
+            else:
+                for (n, part, _, uids), result in zip(ready, results, strict=True):
+                    if isinstance(result, DicomRejected):
+                        out[n] = self._failed(part, *uids, result.status, result.code)
+                    else:
+                        out[n] = Outcome(part.index, *uids)
+        return [out[n] for n in range(len(parts))]
+
+    def _check(self, part: Part) -> Outcome | Instance:
+        """The part's Instance if it is DICOM of the study, else its failed Outcome."""
         from app.dicom.header import read_instance
 
         if part.media_type not in ("", DICOM):  # no Content-Type: the body's type applies
             return self._failed(part, None, None, NOT_DICOM, "not_dicom")
-        uids: tuple[str | None, str | None] = (None, None)
         try:
             instance = read_instance(part.data, self.settings)
-            ident = instance.identity
-            uids = (ident.sop_class_uid, ident.sop_instance_uid)
-            if self.study_uid is not None and ident.study_uid != self.study_uid:
-                return self._failed(part, *uids, STUDY_MISMATCH, "study_mismatch")
-            self.ingest.store(instance, self.source)
         except DicomRejected as exc:
-            if uids == (None, None):
-                uids = peek_uids(part.data)
-            return self._failed(part, *uids, exc.status, exc.code)
+            return self._failed(part, *peek_uids(part.data), exc.status, exc.code)
         except Exception as exc:  # noqa: BLE001 - one part never fails the request with a 500
-            return self._fault(part, uids, exc)
-        return Outcome(part.index, *uids)
+            return self._fault(part, (None, None), exc)
+        ident = instance.identity
+        if self.study_uid is not None and ident.study_uid != self.study_uid:
+            uids = (ident.sop_class_uid, ident.sop_instance_uid)
+            return self._failed(part, *uids, STUDY_MISMATCH, "study_mismatch")
+        return instance
 
     def _fault(self, part: Part, uids: tuple[str | None, str | None], exc: Exception) -> Outcome:
         """The service's faults: 503 aborts the request, 507 is out of resources, else 0x0110."""
@@ -357,24 +390,33 @@ def status_of(outcomes: list[Outcome]) -> int:
 
 class _InFlight:
     """Parts being stored in worker threads, outcomes kept in part order. At most `parts` at
-    once holding at most `budget` bytes together (one larger part alone): while they are
-    busy the body is not read further, so TCP pushes back on the client."""
+    once holding at most `budget` bytes together (one larger part alone), queued or being
+    stored: while they are busy the body is not read further, so TCP pushes back on the client.
+
+    Greedy batching, no timers: at most `batches` calls of `store` run at once; parts that
+    arrive meanwhile queue, and the next call takes every queued part (one photo ingest and
+    one transaction for all of them instead of one each)."""
 
     def __init__(
         self,
-        store: Callable[[Part], Outcome],
+        store: Callable[[list[Part]], list[Outcome]],
         parts: int,
         budget: int,
         threads: anyio.CapacityLimiter | None = None,
+        batches: int = BATCHES,
     ) -> None:
         self.store = store
         self.threads = threads
         self.parts = parts
         self.budget = budget
+        self.batches = batches
         self.busy = 0
         self.held = 0
+        self.running = 0
         self.changed = asyncio.Condition()
-        self.tasks: list[asyncio.Task[Outcome]] = []
+        self.queue: list[tuple[Part, asyncio.Future[Outcome]]] = []
+        self.futures: list[asyncio.Future[Outcome]] = []
+        self.workers: list[asyncio.Task[None]] = []
 
     def _fits(self, size: int) -> bool:
         if self.busy == 0:
@@ -387,20 +429,45 @@ class _InFlight:
             await self.changed.wait_for(lambda: self._fits(size))
             self.busy += 1
             self.held += size
-        self.tasks.append(asyncio.create_task(self._run(part, size)))
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        self.queue.append((part, future))
+        if self.running < self.batches:
+            self.running += 1
+            self.workers.append(asyncio.create_task(self._work()))
 
-    async def _run(self, part: Part, size: int) -> Outcome:
+    async def _work(self) -> None:
+        """Store what is queued, again and again until nothing is."""
         try:
-            return await anyio.to_thread.run_sync(self.store, part, limiter=self.threads)
+            while self.queue:
+                batch, self.queue = self.queue, []
+                parts = [part for part, _ in batch]
+                try:
+                    outcomes = await anyio.to_thread.run_sync(
+                        self.store, parts, limiter=self.threads
+                    )
+                except Exception as exc:  # noqa: BLE001 - Unavailable: answered by outcomes()
+                    for _, future in batch:
+                        future.set_exception(exc)
+                except BaseException:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                else:
+                    for (_, future), outcome in zip(batch, outcomes, strict=True):
+                        future.set_result(outcome)
+                finally:
+                    async with self.changed:
+                        self.busy -= len(parts)
+                        self.held -= sum(len(part.data) for part in parts)
+                        self.changed.notify_all()
         finally:
-            async with self.changed:
-                self.busy -= 1
-                self.held -= size
-                self.changed.notify_all()
+            self.running -= 1
 
     async def outcomes(self) -> list[Outcome]:
         """Wait for every part (threads cannot be cancelled); re-raise Unavailable."""
-        results = await asyncio.gather(*self.tasks, return_exceptions=True)
+        results = await asyncio.gather(*self.futures, return_exceptions=True)
+        await asyncio.gather(*self.workers, return_exceptions=True)
         out: list[Outcome] = []
         for result in results:
             if isinstance(result, BaseException):
@@ -431,7 +498,8 @@ async def store_instances(request: Request, rt: Runtime, study_uid: str | None) 
         settings.stow_max_part_bytes,
         settings.stow_max_request_bytes,
     )
-    flight = _InFlight(PartStore(rt, study_uid), PARALLEL_PARTS, IN_FLIGHT_BYTES, _threads(request))
+    store = PartStore(rt, study_uid).batch
+    flight = _InFlight(store, PARALLEL_PARTS, IN_FLIGHT_BYTES, _threads(request))
     early: ProblemError | None = None
     malformed = False
     try:

@@ -136,6 +136,41 @@ def test_deidentify_is_idempotent() -> None:
     assert to_part10(ds) == once
 
 
+def _pydicom_part10(ds: Dataset) -> bytes:
+    """What pydicom's own writer makes of `ds` (to_part10 completed its file meta first)."""
+    buf = BytesIO()
+    implicit = ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=implicit, little_endian=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "transfer_syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit]
+)
+@pytest.mark.parametrize("odd", [False, True])
+def test_to_part10_writes_the_bytes_pydicom_writes(transfer_syntax: str, odd: bool) -> None:
+    # to_part10 appends the Pixel Data element itself (header, value as received, padding,
+    # sequence delimiter): the file must be the one pydicom's writer makes, received as a C-STORE
+    # data set (wire) or built in memory, odd-length values padded alike
+    ds = factory.vl_endoscopic(factory.synthetic_photo(6), transfer_syntax=transfer_syntax)
+    if odd and transfer_syntax != JPEGBaseline8Bit:
+        ds.PixelData = ds.PixelData + b"\x01"
+    for candidate in (ds, dcmread(BytesIO(factory.to_bytes(ds)))):
+        deidentify(candidate)
+        out = to_part10(candidate)
+        assert out[:132] == b"\x00" * 128 + b"DICM"
+        assert out[128:] == _pydicom_part10(candidate)[128:]
+        sent = bytes(candidate.PixelData)
+        back = bytes(dcmread(BytesIO(out)).PixelData)
+        assert back == sent + b"\x00" * (len(sent) % 2)  # an odd value gains its pad byte
+
+
+def test_to_part10_drops_a_sender_preamble() -> None:
+    ds = dcmread(BytesIO(b"Doe^Jane".ljust(128, b"!") + factory.to_bytes(_loaded())[128:]))
+    deidentify(ds)
+    assert to_part10(ds)[:128] == b"\x00" * 128
+
+
 def test_to_part10_without_file_meta() -> None:
     ds = _loaded()
     del ds.file_meta

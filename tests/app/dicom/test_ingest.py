@@ -131,3 +131,56 @@ def test_same_pixels_under_a_new_uid_link_to_the_stored_photo(
     assert not b.duplicate and b.image_uids == a.image_uids  # same bytes: the same photo
     rt = client.app.state.runtime
     assert [uid for uid, _ in DicomIngest(rt).known(again.SOPInstanceUID)] == a.image_uids
+
+
+def test_store_many_stores_each_study_together_and_rejects_only_the_bad_one(
+    client: TestClient, headers: dict, settings: Settings
+) -> None:
+    def made(seed: int, study: str | None = None) -> tuple:
+        ds = factory.vl_endoscopic(factory.synthetic_photo(seed), transfer_syntax=JPEGBaseline8Bit)
+        if study is not None:
+            ds.StudyInstanceUID = study
+        return ds
+
+    known = made(20)
+    a1, a2 = made(21, known.StudyInstanceUID), made(22, known.StudyInstanceUID)
+    bad = made(23, known.StudyInstanceUID)
+    jpeg = factory.jpeg_frames(bad)[0]
+    bad.PixelData = encapsulate([jpeg[: len(jpeg) // 2]])  # a truncated JPEG stream
+    b1 = made(24)
+    b2 = made(25, b1.StudyInstanceUID)
+    b2.ContentTime = "111213"  # its own capture time, not b1's
+    ingest = _ingest(client)
+    first = ingest.store(read_instance(factory.to_bytes(known), settings), "SCOPE5")
+    batch = [known, a1, b1, bad, a2, b2, a1]  # a1 twice: the second is a duplicate
+    got = ingest.store_many([read_instance(factory.to_bytes(d), settings) for d in batch], "SCOPE5")
+    assert [type(r).__name__ for r in got] == [
+        "StoredInstance",
+        "StoredInstance",
+        "StoredInstance",
+        "DicomRejected",
+        "StoredInstance",
+        "StoredInstance",
+        "StoredInstance",
+    ]
+    assert got[0].duplicate and got[0].image_uids == first.image_uids
+    assert got[3].status == 0xC000
+    assert [r.duplicate for r in got if not isinstance(r, DicomRejected)] == [
+        True, False, False, False, False, True
+    ]  # fmt: skip
+    assert got[6].image_uids == got[1].image_uids
+    for ds, proc_id in ((known, got[1].procedure_id), (b1, got[2].procedure_id)):
+        assert _procedure(client, headers, "SCOPE5", ds.StudyInstanceUID)["id"] == str(proc_id)
+    assert got[4].procedure_id == got[1].procedure_id != got[2].procedure_id
+    rows = {
+        img["dicom"]["sop_instance_uid"]: img
+        for proc_id in (got[1].procedure_id, got[2].procedure_id)
+        for img in _images(client, headers, str(proc_id))
+    }
+    stored = [known, a1, a2, b1, b2]
+    assert set(rows) == {d.SOPInstanceUID for d in stored}  # the bad one left nothing
+    for r, ds in zip([got[i] for i in (1, 4, 2, 5)], [a1, a2, b1, b2], strict=True):
+        assert rows[ds.SOPInstanceUID]["id"] == str(r.image_uids[0])
+        assert rows[ds.SOPInstanceUID]["dicom"]["frame"] == 1
+    assert rows[b1.SOPInstanceUID]["captured_at"] != rows[b2.SOPInstanceUID]["captured_at"]
+    assert rows[b2.SOPInstanceUID]["captured_at"].startswith("2026-11-30T10:12:13")  # +01:00

@@ -160,32 +160,64 @@ def test_parts_in_flight_are_bounded_by_count_and_bytes() -> None:
     peak = {"n": 0, "bytes": 0, "shared": 0}  # shared: bytes while more than one part runs
     release = threading.Event()
 
-    def store(part: stow.Part) -> stow.Outcome:
+    batches: list[list[int]] = []
+
+    def store(parts: list[stow.Part]) -> list[stow.Outcome]:
+        size = sum(len(p.data) for p in parts)
         with lock:
-            now["n"] += 1
-            now["bytes"] += len(part.data)
+            batches.append([p.index for p in parts])
+            now["n"] += len(parts)
+            now["bytes"] += size
             peak["n"] = max(peak["n"], now["n"])
             peak["bytes"] = max(peak["bytes"], now["bytes"])
             if now["n"] > 1:
                 peak["shared"] = max(peak["shared"], now["bytes"])
         release.wait(0.02)  # hold the slot a moment so that others pile up
         with lock:
-            now["n"] -= 1
-            now["bytes"] -= len(part.data)
-        return stow.Outcome(part.index, None, str(part.index))
+            now["n"] -= len(parts)
+            now["bytes"] -= size
+        return [stow.Outcome(p.index, None, str(p.index)) for p in parts]
 
     sizes = [10, 10, 10, 10, 10, 10, 95, 10, 10, 200, 10]
 
     async def run() -> list[stow.Outcome]:
-        flight = stow._InFlight(store, parts=3, budget=100)
+        flight = stow._InFlight(store, parts=3, budget=100, batches=2)
         for i, n in enumerate(sizes):
             await flight.submit(stow.Part(i, DICOM, b"x" * n))
         return await flight.outcomes()
 
     got = asyncio.run(run())
     assert [o.sop_instance_uid for o in got] == [str(i) for i in range(len(sizes))]
-    assert peak["n"] == 3
+    assert sorted(i for b in batches for i in b) == list(range(len(sizes)))  # each part once
+    assert peak["n"] <= 3
     assert peak["bytes"] == 200 and peak["shared"] <= 100  # the big part went alone
+
+
+def test_parts_arriving_while_a_batch_is_stored_go_together() -> None:
+    """Greedy batching: the first part is stored at once, the ones queued meanwhile in one
+    call; a call that raises fails exactly its own parts."""
+    started, release = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
+
+    def store(parts: list[stow.Part]) -> list[stow.Outcome]:
+        batches.append([p.index for p in parts])
+        if len(batches) == 1:
+            started.set()
+            release.wait(5)
+        return [stow.Outcome(p.index, None, str(p.index)) for p in parts]
+
+    async def run() -> list[stow.Outcome]:
+        flight = stow._InFlight(store, parts=8, budget=1000, batches=1)
+        await flight.submit(stow.Part(0, DICOM, b"x"))
+        await asyncio.to_thread(started.wait, 5)
+        for i in range(1, 6):
+            await flight.submit(stow.Part(i, DICOM, b"x"))
+        release.set()
+        return await flight.outcomes()
+
+    got = asyncio.run(run())
+    assert batches == [[0], [1, 2, 3, 4, 5]]
+    assert [o.sop_instance_uid for o in got] == [str(i) for i in range(6)]
 
 
 # ---- the response --------------------------------------------------------------------------------
@@ -399,7 +431,11 @@ def _raising(monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
     def store(self: DicomIngest, *_: object) -> None:
         raise exc
 
+    def store_many(self: DicomIngest, *_: object) -> None:
+        raise exc
+
     monkeypatch.setattr(DicomIngest, "store", store)
+    monkeypatch.setattr(DicomIngest, "store_many", store_many)
 
 
 def test_database_down_is_503_for_the_request(app_: Stow, monkeypatch: pytest.MonkeyPatch) -> None:
