@@ -101,7 +101,7 @@ class SearchService:
         serving = Serving.of(self.rt)
         (decoded,) = IngestService(self.rt).validate([Upload(None, data)], serving)
         with self.rt.metrics.step("embed", "search"):
-            return serving.batcher.submit(decoded.tensor).result()
+            return (decoded.vector or serving.batcher.submit(decoded.tensor)).result()
 
     def vector_for_image(self, session: Session, uid: uuid.UUID) -> tuple[np.ndarray, QueryImage]:
         """The stored vector of a live image (from the DB, the source of truth), in one query."""

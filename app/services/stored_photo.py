@@ -46,6 +46,21 @@ class StoredPhoto(Generic[T]):
     prepared: T
 
 
+@dataclass(frozen=True)
+class ToEncode(Generic[T]):
+    """A photo the mask changed (or pixels from another decoder): its bytes are still to be
+    encoded, which the caller may do while the model already runs on `prepared`."""
+
+    image: PILImage.Image
+    fmt: str
+    prepared: T
+
+    def encode(self) -> StoredPhoto[T]:
+        """The stored bytes (ImageDecodeError only, like the rest of this path)."""
+        with decode_guard():
+            return _encoded(self.image, self.fmt, self.prepared)
+
+
 def stored_photo(
     data: bytes,
     *,
@@ -57,6 +72,21 @@ def stored_photo(
     """`data` as received (or `image`, decoded elsewhere from `data`) -> what is stored.
 
     Raises ImageDecodeError only (the guard of embedder.preprocess)."""
+    kept = photo_to_store(
+        data, max_pixels=max_pixels, fov_mask=fov_mask, prepare=prepare, image=image
+    )
+    return kept.encode() if isinstance(kept, ToEncode) else kept
+
+
+def photo_to_store(
+    data: bytes,
+    *,
+    max_pixels: int,
+    fov_mask: bool,
+    prepare: Callable[[PILImage.Image], T],
+    image: PILImage.Image | None = None,
+) -> StoredPhoto[T] | ToEncode[T]:
+    """Like `stored_photo`, but a photo that needs encoding comes back as ToEncode."""
     if image is None:
         up = decode_upload(
             data, max_pixels=max_pixels, prepare=lambda img: _finish(img, fov_mask, prepare)
@@ -64,7 +94,7 @@ def stored_photo(
         (masked, changed), prepared = up.prepared
         if not changed:
             return StoredPhoto(data, up.mime, sha256_hex(data), up.width, up.height, prepared)
-        return _encoded(masked, "JPEG" if up.mime == "image/jpeg" else "PNG", prepared)
+        return ToEncode(masked, "JPEG" if up.mime == "image/jpeg" else "PNG", prepared)
     with decode_guard():
         if image.width * image.height > max_pixels:
             raise ImageDecodeError(
@@ -72,7 +102,7 @@ def stored_photo(
                 f"The image has {image.width}x{image.height} pixels; the limit is {max_pixels}.",
             )
         (masked, _), prepared = _finish(image.convert("RGB"), fov_mask, prepare)
-        return _encoded(masked, "PNG", prepared)
+        return ToEncode(masked, "PNG", prepared)
 
 
 def _finish(
