@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import SHARED_DATA
 from tests.timing import scaled
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 PG_ADMIN_URL = os.environ.get(
     "ENDOSEEK_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -21,6 +21,7 @@ from pydicom.uid import JPEGBaseline8Bit
 
 from app.dicom.errors import CANNOT_UNDERSTAND, DicomRejected
 from app.dicom.header import Instance, encapsulated_frames, frame_bytes
+from app.dicom.jpeg_markers import SOS, is_frame_header, marker_segments
 from app.services.ingest import Upload
 from app.settings import Settings
 
@@ -141,25 +142,17 @@ def jpeg_info(data: bytes) -> dict[str, int | bool | tuple[int, ...]] | None:
     if not data.startswith(b"\xff\xd8"):
         return None
     info: dict[str, int | bool | tuple[int, ...]] = {}
-    pos, end = 2, len(data)
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        (length,) = struct.unpack_from(">H", data, pos + 2)
+    for marker, pos, length in marker_segments(data):
         body = data[pos + 4 : pos + 2 + length]
         if length < 2 or len(body) != length - 2:
             return None
-        if marker == 0xDA:  # start of scan: header done
+        if marker == SOS:  # start of scan: header done
             return info if "components" in info else None
         if marker == 0xE0 and body.startswith(b"JFIF\x00"):
             info["jfif"] = True
         elif marker == 0xEE and body.startswith(b"Adobe") and len(body) >= 12:
             info["adobe_transform"] = body[11]
-        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+        elif is_frame_header(marker):
             if marker not in _SOF_BASELINE or len(body) < 6:
                 return None
             precision, height, width, count = struct.unpack_from(">BHHB", body, 0)
@@ -167,5 +160,4 @@ def jpeg_info(data: bytes) -> dict[str, int | bool | tuple[int, ...]] | None:
                 return None
             info.update(precision=precision, height=height, width=width, components=count)
             info["ids"] = tuple(body[6 + 3 * i] for i in range(count))
-        pos += 2 + length
     return None

@@ -33,6 +33,7 @@ from app.dicom.errors import (
     DicomRejected,
 )
 from app.dicom.identity import Identity, identity_of, number_of_frames
+from app.dicom.jpeg_markers import JPEG_LS_SOF, SOS, is_frame_header, marker_segments
 from app.settings import Settings
 
 
@@ -399,21 +400,12 @@ def _codestream_shape(ts: str, data: bytes) -> tuple[int, int, int] | None:
             x, y, x0, y0 = struct.unpack_from(">IIII", data, pos + 8)
             (components,) = struct.unpack_from(">H", data, pos + 40)
             return y - y0, x - x0, components
-        pos = 2
-        while pos + 4 <= len(data):
-            if data[pos] != 0xFF:
-                return None
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) or marker == 0xF7:
+        for marker, pos, _ in marker_segments(data):
+            if is_frame_header(marker) or marker == JPEG_LS_SOF:
                 _, height, width, components = struct.unpack_from(">BHHB", data, pos + 4)
                 return height, width, components
-            if marker == 0xDA:  # a scan before any frame header
+            if marker == SOS:  # a scan before any frame header
                 return None
-            (length,) = struct.unpack_from(">H", data, pos + 2)
-            pos += 2 + length
     except struct.error:
         return None
     return None

@@ -25,7 +25,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "hyperkvasir"
+from tests.paths import SHARED_DATA
 
 # Values that must never appear in the database, files or logs.
 PHI = {
@@ -43,7 +43,8 @@ PHI = {
 
 def hyperkvasir_photos() -> list[Path]:
     """The real photos in ../shared/data (sorted, so tests are deterministic)."""
-    return sorted(p for p in SHARED_DATA.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg"})
+    found = (SHARED_DATA / "hyperkvasir").rglob("*")
+    return sorted(p for p in found if p.suffix.lower() in {".jpg", ".jpeg"})
 
 
 def synthetic_photo(seed: int = 0, size: tuple[int, int] = (320, 256)) -> Image.Image:

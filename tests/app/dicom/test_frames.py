@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,11 +116,8 @@ def test_jpeg_baseline_passes_through_and_matches_pydicom(settings: Settings) ->
         )  # and it is the photo (noisy: JPEG loses some)
 
 
-def test_hyperkvasir_jpeg_instance(settings: Settings) -> None:
-    photos = factory.hyperkvasir_photos()
-    if not photos:
-        pytest.skip("no HyperKvasir photos in ../shared/data")
-    with Image.open(photos[0]) as img:
+def test_hyperkvasir_jpeg_instance(settings: Settings, hyperkvasir_paths: list[Path]) -> None:
+    with Image.open(hyperkvasir_paths[0]) as img:
         ds = factory.vl_endoscopic(img, transfer_syntax=JPEGBaseline8Bit)
     raw = factory.to_bytes(ds)
     (upload,) = frame_uploads(read_instance(raw, settings), settings)

@@ -44,7 +44,7 @@ def _require_orthanc() -> None:
     why += "orthanc-dicomweb; scripts/ensure-test-tools.sh)"
     if os.environ.get("CI") == "true":
         pytest.fail(why)
-    pytest.skip(why)
+    pytest.skip(reason=why)
 
 
 @dataclass

@@ -8,12 +8,22 @@ about 0.95 on them, against about 0.37 1-NN accuracy over all ten classes).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from embedder import Embedder, default_bundle_path
+from tests.app.documentation.service_support import (
+    Photos,
+    Service,
+    add_gallery,
+    calibrate,
+    make_photos,
+    running_service,
+)
 from training.synthetic import generate_dataset
 
 STAND_INS = {
@@ -78,3 +88,18 @@ def bundle_b(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     out = tmp_path_factory.mktemp("bundle-b")
     save_bundle(create_model(cfg), cfg, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def photos() -> Photos:
+    """Generated procedure and gallery photos (service tests: test_*_api.py)."""
+    return make_photos()
+
+
+@pytest.fixture
+def svc(tmp_path: Path, sqlite_url: str, photos: Photos) -> Iterator[Service]:
+    """A running service with the reference gallery stored and thresholds calibrated."""
+    with running_service(tmp_path, sqlite_url) as service:
+        add_gallery(service, photos)
+        calibrate(service, photos, service.rt.embedder)
+        yield service

@@ -21,24 +21,9 @@ from tests.app.documentation.service_support import (
     add_gallery,
     calibrate,
     jpeg,
-    make_photos,
     running_service,
     statuses,
 )
-
-
-@pytest.fixture(scope="module")
-def photos() -> Photos:
-    return make_photos()
-
-
-@pytest.fixture
-def svc(tmp_path: Path, sqlite_url: str, photos: Photos):  # type: ignore[no-untyped-def]
-    """A running service with the reference gallery stored and thresholds calibrated."""
-    with running_service(tmp_path, sqlite_url) as service:
-        add_gallery(service, photos)
-        calibrate(service, photos, service.rt.embedder)
-        yield service
 
 
 def test_two_of_three_landmarks_are_documented_and_one_is_missing(

@@ -19,25 +19,11 @@ from tests.app.documentation.service_support import (
     add_gallery,
     calibrate,
     jpeg,
-    make_photos,
     running_service,
     statuses,
 )
 
 COLON = set(LANDMARKS.values())  # the service gallery's landmarks are the colon ones
-
-
-@pytest.fixture(scope="module")
-def photos() -> Photos:
-    return make_photos()
-
-
-@pytest.fixture
-def svc(tmp_path: Path, sqlite_url: str, photos: Photos):  # type: ignore[no-untyped-def]
-    with running_service(tmp_path, sqlite_url) as service:
-        add_gallery(service, photos)
-        calibrate(service, photos, service.rt.embedder)
-        yield service
 
 
 def _predicted(svc: Service, ids: list[str]) -> list[str]:
