@@ -111,6 +111,23 @@ class Settings(BaseSettings):
     stow_max_part_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     stow_max_request_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
 
+    # Procedure video (app/video): uploads, the analysis job and what is kept of a video.
+    video_dir: Path = Field(default=None, validate_default=False)  # type: ignore[assignment]
+    video_max_bytes: int = Field(default=4 * 1024**3, gt=0)  # 413 above
+    video_max_duration_s: float = Field(default=2 * 3600.0, gt=0)  # 413 above (probed)
+    video_max_pixels: int = Field(default=4096 * 2160, gt=0)  # per frame; 413 above
+    video_analysis_fps: float = Field(default=2.0, gt=0, le=30)  # frames analysed per second
+    video_analysis_side: int = Field(default=448, ge=64)  # longest side of an analysed frame
+    video_chunk_s: float = Field(default=30.0, gt=0)  # video seconds per committed chunk
+    video_smooth_s: float = Field(default=2.0, ge=1.0)  # temporal smoothing window
+    video_picks_per_label: int = Field(default=3, ge=1, le=20)  # stills per requirement
+    video_pick_gap_s: float = Field(default=2.0, ge=0)  # least time between two stills
+    video_min_pick_score: float = Field(default=0.5, ge=0, le=1)  # smoothed vote share
+    video_segment_s: float = Field(default=4.0, gt=0)  # similar-moment window
+    video_segment_hop_s: float = Field(default=2.0, gt=0)
+    video_keep_original: bool = True  # keep the uploaded file (playback from a timestamp)
+    video_retention_days: float = Field(default=30.0, ge=0)  # then deleted; 0: until analysed
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=0, ge=0)  # per API key; 0 = unlimited
     log_level: str = "INFO"
@@ -133,6 +150,8 @@ class Settings(BaseSettings):
     def _spool_beside_storage(self) -> Settings:
         if self.dicom_spool_dir is None:
             self.dicom_spool_dir = self.storage_dir.parent / "dicom-spool"
+        if self.video_dir is None:
+            self.video_dir = self.storage_dir.parent / "videos"
         return self
 
     def ensure_dirs(self) -> None:
@@ -140,6 +159,7 @@ class Settings(BaseSettings):
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self.dicom_spool_dir.mkdir(parents=True, exist_ok=True)
+        self.video_dir.mkdir(parents=True, exist_ok=True)
         if self.database_url.startswith("sqlite:///"):
             path = self.database_url.removeprefix("sqlite:///")
             if path and path != ":memory:":
