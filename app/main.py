@@ -15,11 +15,22 @@ from starlette.concurrency import run_in_threadpool
 from app.api import errors
 from app.api.deps import RateLimiter
 from app.api.limits import BodyLimit
-from app.api.routes import dicomweb, documentation, health, images, jobs, models, procedures, search
+from app.api.routes import (
+    dicomweb,
+    documentation,
+    health,
+    images,
+    jobs,
+    models,
+    procedures,
+    search,
+    segments,
+    videos,
+)
 from app.api.schemas import Problem
 from app.dicom.spool_worker import SpoolWorker
 from app.services.ingest_hooks import IngestHook
-from app.services.job_threads import JobThreads
+from app.services.job_threads import threads_of
 from app.services.model_switch import ModelWatcher
 from app.services.runtime import Runtime
 from app.settings import Settings, get_settings
@@ -58,11 +69,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(rt.start)
     rt.hooks.extend(_hooks(rt))
     app.state.embedder = rt.embedder
-    app.state.job_threads = threads = JobThreads(rt)
+    app.state.job_threads = threads = threads_of(rt)
     watcher = ModelWatcher(rt, rt.settings.model_check_interval_s)
     watcher.start()
     if rt.settings.jobs_auto_resume:
         threads.resume_interrupted()
+    await run_in_threadpool(videos.on_start, rt)  # retention, leftovers, queued video jobs
     app.state.spool_worker = spool_worker = SpoolWorker(rt)  # C-STORE spool -> ingest
     spool_worker.start()
     receiver = None
@@ -107,7 +119,8 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
     app.state.storage = rt.storage
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     errors.install(app)
-    for module in (health, procedures, images, search, models, jobs, documentation):
+    routes = (health, procedures, images, search, models, jobs, documentation, videos, segments)
+    for module in routes:
         app.include_router(module.router)
     app.include_router(dicomweb.router)  # STOW-RS (app/dicom/stow.py)
     if settings.cors_origins:
@@ -122,7 +135,10 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
         max_bytes=settings.max_request_bytes,
         idle_timeout_s=settings.body_idle_timeout_s,
         min_rate_bps=settings.body_min_rate_bps,
-        path_limits={dicomweb.PREFIX: settings.stow_max_request_bytes},
+        path_limits={
+            dicomweb.PREFIX: settings.stow_max_request_bytes,
+            videos.UPLOAD_PATH: settings.video_max_bytes + videos.FORM_OVERHEAD,
+        },
     )
     installer = _optional(UI_INSTALLER) if with_ui else None
     if callable(installer):

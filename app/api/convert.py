@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.api import schemas
-from app.db.models import DicomFrame, Image, Label, Procedure
+from app.db.models import DicomFrame, Image, Label, Procedure, VideoImage
 from app.services.search import ImageRow, LabelRow, ProcedureRow
 
 
@@ -45,10 +45,24 @@ def dicom_ref(row: DicomFrame | None) -> schemas.DicomRef | None:
     )
 
 
+def video_ref(row: VideoImage | None) -> schemas.VideoRef | None:
+    """The video a still was picked from, if it is one."""
+    if row is None:
+        return None
+    return schemas.VideoRef(
+        video_id=row.video_id,
+        t_ms=row.t_ms,
+        requirement=row.requirement,
+        label=row.label,
+        review=row.review,  # type: ignore[arg-type]
+    )
+
+
 def image_out(
     img: Image | ImageRow,
     labels: Sequence[Label | LabelRow] | None = None,
     dicom: DicomFrame | None = None,
+    video: VideoImage | None = None,
 ) -> schemas.ImageOut:
     return schemas.ImageOut(
         id=img.uid,
@@ -67,12 +81,16 @@ def image_out(
             for lab in labels or []
         ],
         dicom=dicom_ref(dicom),
+        video=video_ref(video),
     )
 
 
 def procedure_image_out(
-    img: Image, landmark: schemas.Landmark | None, dicom: DicomFrame | None = None
+    img: Image,
+    landmark: schemas.Landmark | None,
+    dicom: DicomFrame | None = None,
+    video: VideoImage | None = None,
 ) -> schemas.ProcedureImageOut:
     """A procedure's photo with its labels (loaded with the image), links and landmark."""
-    base = image_out(img, img.labels, dicom).model_dump()
+    base = image_out(img, img.labels, dicom, video).model_dump()
     return schemas.ProcedureImageOut(**base, url=image_url(img), landmark=landmark)

@@ -1,7 +1,8 @@
 """ASGI middleware that bounds request bodies while they stream in: size and time.
 
 Size: over `max_bytes`, or the limit of the path's prefix in `path_limits` (STOW-RS's own
-`stow_max_request_bytes` under /dicomweb/) -> 413 problem+json. Time: uvicorn has no
+`stow_max_request_bytes` under /dicomweb/; a compiled pattern matches the whole path, e.g.
+the video upload route's own limit) -> 413 problem+json. Time: uvicorn has no
 request-body timeout, so a client that sends headers and then trickles or stalls its body
 would hold a connection, a task and its buffered bytes forever. Here every wait for body
 bytes is bounded: no bytes for `idle_timeout_s`, or an average below `min_rate_bps` once the
@@ -15,7 +16,9 @@ trickling the unread body into the socket forever.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,11 +39,11 @@ class BodyLimit:
         max_bytes: int,
         idle_timeout_s: float | None = None,
         min_rate_bps: float = 0,
-        path_limits: dict[str, int] | None = None,
+        path_limits: Mapping[str | re.Pattern[str], int] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.path_limits = dict(path_limits or {})  # path prefix -> its own max_bytes
+        self.path_limits = dict(path_limits or {})  # path prefix or pattern -> its max_bytes
         self.idle_timeout_s = idle_timeout_s  # None: no time bound (in-process tests)
         self.min_rate_bps = min_rate_bps  # 0: only the idle timeout applies
 
@@ -108,7 +111,10 @@ class BodyLimit:
         """The size limit of this request's path: its prefix's in path_limits, else max_bytes."""
         path = scope.get("path", "")
         for prefix, limit in self.path_limits.items():
-            if path.startswith(prefix):
+            if isinstance(prefix, re.Pattern):
+                if prefix.fullmatch(path):
+                    return limit
+            elif path.startswith(prefix):
                 return limit
         return self.max_bytes
 

@@ -87,6 +87,16 @@ class DicomRef(BaseModel):
     frame: int = Field(description="1-based frame number within the instance")
 
 
+class VideoRef(BaseModel):
+    """The video a still was picked from, when, for which requirement, and its review."""
+
+    video_id: uuid.UUID
+    t_ms: int = Field(description="Presentation time of the still in the video, in ms")
+    requirement: str
+    label: str
+    review: Literal["needs_review", "accepted", "rejected"]
+
+
 class ImageOut(BaseModel):
     """Image metadata; the file and thumbnail are at the given URLs (same key needed)."""
 
@@ -103,6 +113,9 @@ class ImageOut(BaseModel):
     thumbnail_url: str
     labels: list[LabelOut] = []
     dicom: DicomRef | None = Field(default=None, description="Set for photos received as DICOM")
+    video: VideoRef | None = Field(
+        default=None, description="Set for stills picked from a procedure video"
+    )
 
 
 class ProcedureImageOut(ImageOut):
@@ -253,6 +266,13 @@ class StandardOut(BaseModel):
     verified: bool
 
 
+class VideoEvidenceOut(BaseModel):
+    """Where an accepted still comes from: its video and time."""
+
+    video_id: uuid.UUID
+    t_ms: int = Field(description="Presentation time of the still in the video, in ms")
+
+
 class EvidenceOut(BaseModel):
     """The best photo for a requirement (the candidate when the requirement is uncertain)."""
 
@@ -260,9 +280,14 @@ class EvidenceOut(BaseModel):
     thumbnail_url: str
     label: str
     score: float
-    source: str
+    source: str = Field(
+        description="manual, reference or predicted (a photo), or video (an accepted still)"
+    )
     threshold: float | None = Field(
         default=None, description="The label's calibrated threshold (None: uncalibrated)."
+    )
+    video: VideoEvidenceOut | None = Field(
+        default=None, description="Set when the evidence is a still picked from a video"
     )
 
 

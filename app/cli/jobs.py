@@ -72,10 +72,10 @@ def _progress(label: str) -> Iterator[Callable[[int, int, int], None]]:
 
 def _run(ctx: JobContext, job_id: uuid.UUID, kind: str) -> None:
     """Run a job in the foreground; SIGTERM/Ctrl-C stop it cleanly (resumable)."""
-    from app.services import bulk_import, reindex
+    from app.services.job_threads import RUNNERS
 
     signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
-    runner = reindex.run_reindex if kind == reindex.KIND else bulk_import.run_import
+    runner = RUNNERS[kind]
     typer.echo(f"job {job_id}")
     try:
         with _progress(kind) as update:

@@ -226,3 +226,105 @@ class AuditEvent(Base):
     target: Mapped[str | None] = mapped_column(sa.String(256))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Video(Base):
+    """An uploaded (or DICOM) procedure video and the state of its analysis.
+
+    `origin` holds DICOM UIDs only and no column ever holds the upload's file name (it may
+    carry patient data). `file_key` is the kept original under settings.video_dir (None once
+    deleted by the retention rule)."""
+
+    __tablename__ = "videos"
+    __table_args__ = (
+        sa.UniqueConstraint("procedure_id", "sha256"),
+        sa.Index(None, "procedure_id"),
+        sa.Index(None, "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    procedure_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("procedures.id"))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    container: Mapped[str] = mapped_column(sa.String(32))
+    codec: Mapped[str] = mapped_column(sa.String(32))
+    width: Mapped[int]
+    height: Mapped[int]
+    fps: Mapped[float]
+    duration_s: Mapped[float]
+    rotation: Mapped[int] = mapped_column(default=0)
+    bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    source: Mapped[str] = mapped_column(sa.String(16), default="upload")
+    origin: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    file_key: Mapped[str | None] = mapped_column(sa.String(256))
+    retain_until: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    job_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("jobs.id"))
+    model_id: Mapped[str | None] = mapped_column(sa.ForeignKey("models.id"))
+    analysis: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class VideoFrame(Base):
+    """One analysed frame (at the analysis rate): quality verdict, top labels, and while the
+    analysis runs its vector (for the segments; set to NULL at the end)."""
+
+    __tablename__ = "video_frames"
+
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    t_ms: Mapped[int]
+    ok: Mapped[bool]
+    reason: Mapped[str | None] = mapped_column(sa.String(16))
+    quality: Mapped[float]
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    labels: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+    vector: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+
+
+class VideoImage(Base):
+    """A still picked from a video for a requirement: an image of the procedure that counts
+    for the checklist only through its review (accepted)."""
+
+    __tablename__ = "video_images"
+    __table_args__ = (
+        sa.UniqueConstraint("video_id", "requirement", "rank"),
+        sa.Index(None, "image_id"),
+        sa.Index(None, "video_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("images.id", ondelete="CASCADE")
+    )
+    video_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("videos.id", ondelete="CASCADE"))
+    requirement: Mapped[str] = mapped_column(sa.String(128))
+    label: Mapped[str] = mapped_column(sa.String(128))
+    t_ms: Mapped[int]
+    score: Mapped[float]
+    quality: Mapped[float]
+    rank: Mapped[int]
+    review: Mapped[str] = mapped_column(sa.String(16), default="needs_review")
+    reviewed_by: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    reviewed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VideoSegment(Base):
+    """A window of a video as one vector (mean of its kept frames); `id` is its vector id in
+    the segment index of `model_id` (derived, rebuilt from these rows)."""
+
+    __tablename__ = "video_segments"
+    __table_args__ = (
+        sa.UniqueConstraint("video_id", "model_id", "start_ms"),
+        sa.Index(None, "video_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    video_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("videos.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(sa.ForeignKey("models.id"))
+    start_ms: Mapped[int]
+    end_ms: Mapped[int]
+    vector: Mapped[bytes] = mapped_column(sa.LargeBinary)

@@ -8,12 +8,15 @@ Stored predictions are voted within the procedure's reach at ingest (the kind is
 and never changes), so listings read them as they are. The report of one procedure also
 re-votes its photos from their stored vectors, which only explains (runner-up, nearest
 similarity, out-of-reach whole-gallery winner) and never changes a status.
+
+Stills picked from a procedure video carry their picks (video_images) into every report, so
+they count only once QA accepted them (app.documentation.report).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,7 +24,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from app.db.models import Image, Procedure
+from app.db.models import Image, Procedure, VideoImage
 from app.documentation.predict import Prediction
 from app.documentation.predictions import fill_predictions
 from app.documentation.quality import file_quality
@@ -29,6 +32,7 @@ from app.documentation.report import (
     DocumentationReport,
     ImageLabel,
     ProcedureImage,
+    VideoPick,
     documentation_report,
 )
 from app.documentation.schema import Standard
@@ -78,6 +82,48 @@ def _live_images(session: Session, procedure_ids: Sequence[uuid.UUID]) -> dict[u
     for img in session.scalars(q):
         out[img.procedure_id].append(img)
     return out
+
+
+def video_picks(session: Session, image_ids: Sequence[int]) -> dict[int, list[VideoPick]]:
+    """Image id -> its picks, for the images that are stills picked from a video."""
+    out: dict[int, list[VideoPick]] = {}
+    ids = list(image_ids)
+    for start in range(0, len(ids), 1000):
+        rows = session.scalars(
+            sa.select(VideoImage)
+            .where(VideoImage.image_id.in_(ids[start : start + 1000]))
+            .order_by(VideoImage.id)
+        )
+        for row in rows:
+            out.setdefault(row.image_id, []).append(
+                VideoPick(
+                    row.label,
+                    row.review,  # type: ignore[arg-type]
+                    row.t_ms,
+                    row.score,
+                    row.video_id,
+                    row.requirement,
+                )
+            )
+    return out
+
+
+def report_inputs(
+    images: Sequence[Image],
+    picks: Mapping[int, Sequence[VideoPick]],
+    key: Callable[[Image], Hashable] = lambda img: img.id,
+    votes: Mapping[int, Prediction] | None = None,
+) -> list[ProcedureImage]:
+    """DB rows -> the report's inputs (labels, the fresh vote, a video still's picks)."""
+    return [
+        ProcedureImage(
+            key(img),
+            [ImageLabel(lab.label, lab.source, lab.score, lab.model_id) for lab in img.labels],  # type: ignore[arg-type]
+            (votes or {}).get(img.id),
+            tuple(picks.get(img.id, ())),
+        )
+        for img in images
+    ]
 
 
 def ensure_predictions(docs: Documentation, session: Session, images: list[Image]) -> None:
@@ -136,20 +182,20 @@ def judge(
     standard: Standard,
     images: list[Image],
     key: Callable[[Image], Hashable] = lambda img: img.id,
+    picks: Mapping[int, Sequence[VideoPick]] | None = None,
 ) -> ProcedureDocumentation:
     """The report of `images`; with a `session` it is explained (fresh votes, references,
-    unexpected photos, ties broken by quality), without one it is the listing's quick verdict."""
+    unexpected photos, ties broken by quality), without one it is the listing's quick verdict.
+    `picks` (video stills) are read with the session when not given; without a session they
+    must be given."""
     model_id, _ = docs.model
     policy = docs.policy(model_id)
     votes = fresh_votes(docs, session, procedure.kind, images) if session is not None else {}
-    inputs = [
-        ProcedureImage(
-            key(img),
-            [ImageLabel(lab.label, lab.source, lab.score, lab.model_id) for lab in img.labels],  # type: ignore[arg-type]
-            votes.get(img.id),
-        )
-        for img in images
-    ]
+    if picks is None:
+        if session is None:
+            raise ValueError("judge without a session needs the images' video picks")
+        picks = video_picks(session, [img.id for img in images])
+    inputs = report_inputs(images, picks, key, votes)
     by_key = {key(img): img for img in images}
     references = None
     if session is not None:
@@ -228,6 +274,7 @@ def documentation_page(
         if not batch:
             return items, None
         images = _live_images(session, [p.id for p in batch])
+        picks = video_picks(session, [img.id for group in images.values() for img in group])
         for proc in batch:
             scanned += 1
             last = proc
@@ -236,7 +283,7 @@ def documentation_page(
             if chosen is None:
                 continue
             ensure_predictions(docs, session, images[proc.id])
-            judged = judge(docs, None, proc, chosen, images[proc.id])
+            judged = judge(docs, None, proc, chosen, images[proc.id], picks=picks)
             if f.complete is None or judged.report.complete == f.complete:
                 items.append(judged)
             if len(items) >= limit or scanned >= SCAN_MAX:

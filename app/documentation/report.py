@@ -1,4 +1,10 @@
-"""Per-procedure documentation report: which photo documents each requirement, what is missing."""
+"""Per-procedure documentation report: which photo documents each requirement, what is missing.
+
+A still picked from a procedure video counts only through its pick: accepted by QA, it is
+documented evidence of the pick's label (source "video"); pending or rejected, it is no
+evidence at all, whatever labels the image carries (the ingest hook's prediction on a still
+must not document a requirement behind the reviewer's back). Photos come before video.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from app.documentation.schema import Requirement, Standard
 from app.documentation.thresholds import ThresholdPolicy
 
 LabelSource = Literal["manual", "reference", "predicted"]
+EvidenceSource = Literal["manual", "reference", "predicted", "video"]
 Status = Literal["documented", "uncertain", "missing"]
 _HUMAN: frozenset[str] = frozenset({"manual", "reference"})
 
@@ -27,12 +34,27 @@ class ImageLabel:
 
 
 @dataclass(frozen=True)
+class VideoPick:
+    """The image is a still picked from a video for a requirement (a video_images row)."""
+
+    label: str
+    review: Literal["needs_review", "accepted", "rejected"]
+    t_ms: int
+    score: float
+    video_id: Hashable | None = None
+    requirement: str | None = None
+
+
+@dataclass(frozen=True)
 class ProcedureImage:
-    """An image of the procedure with its labels; `image_id` is whatever the caller shows."""
+    """An image of the procedure with its labels; `image_id` is whatever the caller shows.
+
+    With `picks` (a still from a video) only its accepted picks count, never its labels."""
 
     image_id: Hashable
     labels: Sequence[ImageLabel]
     vote: Prediction | None = None  # the vote's details, when known: explains "uncertain"
+    picks: Sequence[VideoPick] = ()
 
 
 @dataclass(frozen=True)
@@ -43,9 +65,10 @@ class Evidence:
     label: str
     score: float
     status: Literal["documented", "uncertain"]
-    source: LabelSource
+    source: EvidenceSource
     threshold: float | None = None
     vote: Prediction | None = field(default=None, compare=False, repr=False)
+    pick: VideoPick | None = None  # source "video": the accepted pick (video, t_ms)
 
 
 @dataclass(frozen=True)
@@ -91,8 +114,11 @@ def image_evidence(image: ProcedureImage, policy: ThresholdPolicy) -> list[Evide
     """The labels an image counts for: human labels win; else the active model's prediction.
 
     Predictions of another model (a stale model id) are ignored, so reports follow the active
-    model once its predictions are written.
+    model once its predictions are written. A still from a video counts only through its
+    accepted picks (source "video").
     """
+    if image.picks:
+        return _pick_evidence(image)
     human = [lab for lab in image.labels if lab.source in _HUMAN]
     if human:
         return [Evidence(image.image_id, lab.label, 1.0, "documented", lab.source) for lab in human]
@@ -112,10 +138,26 @@ def image_evidence(image: ProcedureImage, policy: ThresholdPolicy) -> list[Evide
     return out
 
 
-def _rank(evidence: Evidence) -> tuple[int, int, float]:
-    """Documented before uncertain, human before predicted, then the higher score."""
+def _pick_evidence(image: ProcedureImage) -> list[Evidence]:
+    """One documented evidence per label of the still's accepted picks (the best-scored)."""
+    best: dict[str, VideoPick] = {}
+    for pick in image.picks:
+        if pick.review != "accepted":
+            continue
+        if pick.label not in best or pick.score > best[pick.label].score:
+            best[pick.label] = pick
+    return [
+        Evidence(image.image_id, p.label, float(p.score), "documented", "video", pick=p)
+        for p in best.values()
+    ]
+
+
+def _rank(evidence: Evidence) -> tuple[bool, bool, bool, float]:
+    """Documented before uncertain, a photo before a video still, human before predicted,
+    then the higher score."""
     return (
         evidence.status == "documented",
+        evidence.source != "video",
         evidence.source in _HUMAN,
         evidence.score,
     )

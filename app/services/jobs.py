@@ -232,6 +232,58 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
 
+CANCEL_AT_ONCE = ("pending", "interrupted", "failed")
+
+
+def request_cancel(session: Session, job_id: uuid.UUID) -> Job:
+    """Cancel a job (flushed, not committed); raises KeyError when there is none.
+
+    A job no run holds (pending, interrupted, failed, or running with a dead owner) is
+    "cancelled" at once; a live run gets params["cancel"] and stops at its next check
+    (`cancel_requested`), so its last chunk commits whole. Completed and cancelled jobs are
+    returned unchanged.
+    """
+    for _ in range(3):  # a claim may race us: re-read and decide again
+        job = session.get(Job, job_id, populate_existing=True)
+        if job is None:
+            raise KeyError(f"no job {job_id}")
+        if job.status in ("completed", "cancelled"):
+            return job
+        if job.status in CANCEL_AT_ONCE or is_stale(job):
+            same_stamp = (
+                Job.started_at.is_(None)
+                if job.started_at is None
+                else Job.started_at == job.started_at
+            )
+            res = session.execute(
+                sa.update(Job)
+                .where(Job.id == job_id, Job.status == job.status, same_stamp)
+                .values(status="cancelled", finished_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount == 1:
+                session.expire(job)
+                return job
+            continue
+        params = dict(job.params or {})
+        params["cancel"] = True
+        job.params = params
+        session.flush()
+        return job
+    raise JobBusyError(f"job {job_id} changed state while being cancelled; try again")
+
+
+def cancel_requested(session: Session, lease: Lease) -> bool:
+    """True when the run should stop: cancel asked, or the job was cancelled under it."""
+    row = session.execute(
+        sa.select(Job.status, Job.params).where(Job.id == lease.job_id)
+    ).one_or_none()
+    if row is None:
+        return True
+    status, params = row
+    return status == "cancelled" or bool((params or {}).get("cancel"))
+
+
 def describe(job: Job, now: datetime | None = None) -> dict[str, Any]:
     """Status, counts, rate (items/s of the current run) and ETA, safe to return to admins."""
     now = now or utcnow()

@@ -21,6 +21,10 @@ TABLES = {
     "api_keys",
     "dicom_frames",
     "audit_events",
+    "videos",
+    "video_frames",
+    "video_images",
+    "video_segments",
 }
 
 

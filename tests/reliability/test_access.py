@@ -53,7 +53,7 @@ def _operations(client: TestClient) -> list[tuple[str, str]]:
     for path, item in spec["paths"].items():
         for method in item:
             url = path
-            for name in ("procedure_id", "image_id", "job_id", "id"):
+            for name in ("procedure_id", "image_id", "job_id", "video_id", "id"):
                 url = url.replace("{" + name + "}", NIL)
             ops.append((method.upper(), url.replace("{", "").replace("}", "")))
     return ops

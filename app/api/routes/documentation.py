@@ -49,6 +49,9 @@ def _requirement_out(
             score=best.score,
             source=best.source,
             threshold=best.threshold,
+            video=None
+            if best.pick is None
+            else schemas.VideoEvidenceOut(video_id=best.pick.video_id, t_ms=best.pick.t_ms),
         )
     reason = result.reason
     return schemas.RequirementOut(

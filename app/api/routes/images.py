@@ -16,6 +16,7 @@ from app.services import audit
 from app.services import images as svc
 from app.services.errors import ProblemError
 from app.services.ingest import IngestService, Upload
+from app.video.read import video_of
 
 router = APIRouter(tags=["images"])
 
@@ -61,9 +62,10 @@ def get_image(image_id: uuid.UUID, session: SessionDep, key: SearchKey) -> schem
     img = svc.get_live(session, image_id)
     labels = svc.labels_of(session, [img.id])[img.id]
     dicom = svc.dicom_of(session, [img.id]).get(img.id)
+    video = video_of(session, [img.id]).get(img.id)
     audit.record(session, key.key_id, "image.view", str(image_id))
     session.commit()
-    return image_out(img, labels, dicom)
+    return image_out(img, labels, dicom, video)
 
 
 @router.get("/v1/images/{image_id}/file", summary="The original file", response_class=FileResponse)

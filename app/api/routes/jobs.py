@@ -1,4 +1,4 @@
-"""Batch jobs over REST (scope admin): list, show, start a re-index, resume."""
+"""Batch jobs over REST (scope admin): list, show, start a re-index, resume, cancel."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import AdminKey, RuntimeDep, SessionDep
 from app.services import audit, jobs, reindex
 from app.services.errors import ProblemError
-from app.services.job_threads import JobThreads
+from app.services.job_threads import JobThreads, threads_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -50,10 +50,7 @@ class ReindexIn(BaseModel):
 
 
 def _threads(request: Request, rt: RuntimeDep) -> JobThreads:
-    found = getattr(request.app.state, "job_threads", None)
-    if found is None:
-        found = request.app.state.job_threads = JobThreads(rt)
-    return found
+    return threads_of(rt)
 
 
 @router.get("", summary="Batch jobs, newest first")
@@ -98,9 +95,27 @@ def resume_job(
     job = jobs.get(session, job_id)
     if job is None:
         raise ProblemError(404, "job_not_found", "No job with this id.")
-    if job.status == "completed" or jobs.live(job) and job.status == "running":
+    if job.status in ("completed", "cancelled") or jobs.live(job) and job.status == "running":
         raise ProblemError(409, "job_not_resumable", f"The job is {job.status}.")
     audit.record(session, key.key_id, "job.resume", str(job.id))
     session.commit()
     _threads(request, rt).start(job.id, job.kind)
+    return JobOut(**jobs.describe(job))
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a job (a running one stops after its chunk)")
+def cancel_job(job_id: uuid.UUID, session: SessionDep, key: AdminKey) -> JobOut:
+    """Pending, interrupted or failed jobs are cancelled at once; a running job gets the
+    request and stops at its next check, keeping what it committed. 409 when completed."""
+    job = jobs.get(session, job_id)
+    if job is None:
+        raise ProblemError(404, "job_not_found", "No job with this id.")
+    if job.status == "completed":
+        raise ProblemError(409, "job_not_cancellable", "The job has completed.")
+    try:
+        job = jobs.request_cancel(session, job_id)
+    except jobs.JobBusyError as exc:
+        raise ProblemError(409, "job_busy", str(exc)) from exc
+    audit.record(session, key.key_id, "job.cancel", str(job.id))
+    session.commit()
     return JobOut(**jobs.describe(job))

@@ -17,6 +17,7 @@ from app.documentation.thresholds import UNRECOGNISED
 from app.services import audit
 from app.services import images as svc_images
 from app.services import procedures as svc
+from app.video.read import video_of
 
 router = APIRouter(prefix="/v1/procedures", tags=["procedures"])
 
@@ -106,6 +107,10 @@ def list_procedure_images(
     landmarks = _landmarks(documentation_of(rt), session, images)
     audit.record(session, key.key_id, "procedure.images", str(procedure_id))
     session.commit()
-    dicom = svc_images.dicom_of(session, [img.id for img in images])
-    items = [procedure_image_out(img, landmarks[img.id], dicom.get(img.id)) for img in images]
+    ids = [img.id for img in images]
+    dicom, video = svc_images.dicom_of(session, ids), video_of(session, ids)
+    items = [
+        procedure_image_out(img, landmarks[img.id], dicom.get(img.id), video.get(img.id))
+        for img in images
+    ]
     return schemas.ProcedureImagePage(items=items, next_cursor=nxt)
