@@ -29,6 +29,11 @@ VERBS = (
     ),
     LazyVerb("jobs", "app.cli.jobs:jobs_app", "Batch jobs: list, show, resume."),
     LazyVerb(
+        "video",
+        "app.cli.video:video_app",
+        "Procedure videos: analyse a file in the foreground, show a video's analysis.",
+    ),
+    LazyVerb(
         "backup",
         "app.cli.backup:backup_cmd",
         "Back up the database and the image files it references into a new DIR (service may run).",
