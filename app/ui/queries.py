@@ -13,10 +13,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from app.db.models import Image, Job, Label, Model, Procedure
+from app.db.models import Image, Job, Label, Model, Procedure, Video, VideoFrame, VideoImage
 from app.documentation import (
     DocumentationReport,
-    ImageLabel,
     ProcedureImage,
     Standard,
     ThresholdPolicy,
@@ -67,19 +66,13 @@ def live_images(db: Session, procedure_id: uuid.UUID) -> list[Image]:
     return list(db.scalars(q))
 
 
-def _label(row: Label) -> ImageLabel:
-    return ImageLabel(row.label, row.source, row.score, row.model_id)  # type: ignore[arg-type]
+def as_report_input(db: Session, images: list[Image]) -> list[ProcedureImage]:
+    """DB rows -> the report's inputs; the image uid is the id the page shows. A still picked
+    from a video carries its picks (it counts only once accepted)."""
+    from app.documentation.procedure_report import report_inputs, video_picks
 
-
-def as_report_input(images: list[Image]) -> list[ProcedureImage]:
-    """DB rows -> the report's inputs; the image uid is the id the page shows."""
-    return [
-        ProcedureImage(
-            image_id=str(img.uid),
-            labels=[_label(lab) for lab in img.labels],
-        )
-        for img in images
-    ]
+    picks = video_picks(db, [img.id for img in images])
+    return report_inputs(images, picks, key=lambda img: str(img.uid))
 
 
 def report_for(
@@ -97,7 +90,7 @@ def report_for(
         from app.documentation.service import documentation_of
 
         ensure_predictions(documentation_of(rt), db, images)
-    return standard, documentation_report(standard, as_report_input(images), policy(ctx, db))
+    return standard, documentation_report(standard, as_report_input(db, images), policy(ctx, db))
 
 
 def list_procedures(
@@ -172,3 +165,101 @@ def job_json(job: Job) -> dict:
         "error": job.error,
         "updated_at": job.updated_at.isoformat() if job.updated_at else None,
     }
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """A row of a video's per-frame table as the timeline reads it (no vector, no features)."""
+
+    index: int
+    t_ms: int
+    ok: bool
+    reason: str | None
+    quality: float
+    labels: list
+
+
+def videos_of_procedure(db: Session, procedure_id: uuid.UUID) -> list[Video]:
+    """The procedure's videos, oldest first."""
+    q = sa.select(Video).where(Video.procedure_id == procedure_id).order_by(Video.created_at)
+    return list(db.scalars(q))
+
+
+def video_frames(db: Session, video_id: uuid.UUID) -> list[FrameView]:
+    """The analysed frames of a video in time order (only the columns the page draws)."""
+    cols = (
+        VideoFrame.index,
+        VideoFrame.t_ms,
+        VideoFrame.ok,
+        VideoFrame.reason,
+        VideoFrame.quality,
+        VideoFrame.labels,
+    )
+    q = sa.select(*cols).where(VideoFrame.video_id == video_id).order_by(VideoFrame.index)
+    return [FrameView(*row) for row in db.execute(q)]
+
+
+def video_reason_counts(db: Session, video_id: uuid.UUID) -> dict[str | None, int]:
+    """Analysed frames per verdict: None = kept, else the gate's reject reason."""
+    reason = sa.case((VideoFrame.ok, sa.null()), else_=VideoFrame.reason)
+    q = sa.select(reason, sa.func.count()).where(VideoFrame.video_id == video_id).group_by(reason)
+    return {row[0]: int(row[1]) for row in db.execute(q)}
+
+
+def _pick_dict(pick: VideoImage, uid: uuid.UUID) -> dict:
+    return {
+        "image_uid": str(uid),
+        "video_id": str(pick.video_id),
+        "requirement": pick.requirement,
+        "label": pick.label,
+        "t_ms": pick.t_ms,
+        "score": pick.score,
+        "quality": pick.quality,
+        "rank": pick.rank,
+        "review": pick.review,
+        "reviewed_at": pick.reviewed_at,
+    }
+
+
+def video_picks_of(db: Session, video_id: uuid.UUID) -> list[dict]:
+    """A video's picked stills whose image is live, by requirement and rank."""
+    q = (
+        sa.select(VideoImage, Image.uid)
+        .join(Image, Image.id == VideoImage.image_id)
+        .where(VideoImage.video_id == video_id, Image.deleted_at.is_(None))
+        .order_by(VideoImage.requirement, VideoImage.rank)
+    )
+    return [_pick_dict(pick, uid) for pick, uid in db.execute(q)]
+
+
+def video_picks_by_image(db: Session, image_ids: list[int]) -> dict[str, list[dict]]:
+    """Picked stills among these images, by image uid (the id the pages show): the page marks
+    them as video stills with their time and review state (a still can be picked for more
+    than one requirement)."""
+    if not image_ids:
+        return {}
+    q = (
+        sa.select(VideoImage, Image.uid)
+        .join(Image, Image.id == VideoImage.image_id)
+        .where(VideoImage.image_id.in_(image_ids))
+        .order_by(VideoImage.id)
+    )
+    out: dict[str, list[dict]] = {}
+    for pick, uid in db.execute(q):
+        out.setdefault(str(uid), []).append(_pick_dict(pick, uid))
+    return out
+
+
+def video_pick_counts(db: Session, video_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    """Picked stills per video and review state, e.g. {"needs_review": 4, "accepted": 2}."""
+    if not video_ids:
+        return {}
+    q = (
+        sa.select(VideoImage.video_id, VideoImage.review, sa.func.count())
+        .where(VideoImage.video_id.in_(video_ids))
+        .group_by(VideoImage.video_id, VideoImage.review)
+    )
+    out: dict[uuid.UUID, dict[str, int]] = {vid: {} for vid in video_ids}
+    for video_id, review, n in db.execute(q):
+        out[video_id][review] = int(n)
+    return out

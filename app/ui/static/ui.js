@@ -88,8 +88,101 @@ function setupJobPolling() {
   tick();
 }
 
+// Video page: stills, timeline markers and a click on the timeline play from their moment;
+// a playhead follows the player. Links keep working without JavaScript (?t=...#player).
+function setupVideo() {
+  const player = document.querySelector("video[data-player]");
+  if (!player) return;
+  const seek = (t) => {
+    const go = () => {
+      player.currentTime = t;
+      player.play().catch(() => {}); // playback may be refused; the position is still set
+    };
+    if (player.readyState >= 1) go();
+    else player.addEventListener("loadedmetadata", go, { once: true });
+    player.scrollIntoView({ block: "nearest" });
+  };
+  document.querySelectorAll("[data-seek]").forEach((el) => {
+    el.addEventListener("click", (e) => {
+      e.preventDefault();
+      seek(parseFloat(el.dataset.seek));
+    });
+  });
+  const svg = document.querySelector("svg.timeline");
+  if (!svg) return;
+  const x0 = parseFloat(svg.dataset.x0);
+  const plotW = parseFloat(svg.dataset.plotW);
+  const duration = parseFloat(svg.dataset.duration);
+  const width = parseFloat(svg.dataset.width);
+  const head = svg.querySelector("[data-playhead]");
+  player.addEventListener("timeupdate", () => {
+    if (!head || !duration) return;
+    const x = x0 + Math.min(player.currentTime / duration, 1) * plotW;
+    head.setAttribute("x1", x);
+    head.setAttribute("x2", x);
+    head.setAttribute("visibility", "visible");
+  });
+  // a click anywhere on the plot (not on a marker, which seeks to its still) seeks there
+  svg.addEventListener("click", (e) => {
+    if (e.defaultPrevented || e.target.closest("a")) return;
+    const box = svg.getBoundingClientRect();
+    const x = ((e.clientX - box.left) * width) / box.width;
+    if (x < x0 || x > x0 + plotW) return;
+    seek(Math.min(Math.max(((x - x0) / plotW) * duration, 0), duration));
+  });
+}
+
+// Videos being analysed: poll their status every 2 s; reload the page once one has ended
+// (its timeline, stills and the procedure's photos then appear).
+function setupVideoPolling() {
+  document.querySelectorAll("[data-video-poll]").forEach((box) => {
+    const tick = async () => {
+      let again = true;
+      try {
+        const resp = await fetch(box.dataset.videoPoll, {
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+        });
+        if (!resp.ok) return;
+        const p = await resp.json();
+        if (p.status !== "queued" && p.status !== "analysing") {
+          again = false;
+          window.location.reload();
+          return;
+        }
+        const bar = box.querySelector("progress");
+        if (bar && p.total) {
+          bar.max = p.total;
+          bar.value = p.done || 0;
+        }
+        const count = box.querySelector('[data-field="count"]');
+        if (count && p.total) count.textContent = (p.done || 0) + " / " + p.total + " frames";
+        const eta = box.querySelector('[data-field="eta"]');
+        if (eta) eta.textContent = p.eta_s == null ? "" : "· about " + clock(p.eta_s) + " left";
+        const status = document.querySelector("#video-status") || box.querySelector('[data-field="status"]');
+        if (status) {
+          status.textContent = p.status;
+          status.className = "badge badge-video-" + p.status;
+        }
+      } finally {
+        if (again) setTimeout(tick, 2000);
+      }
+    };
+    setTimeout(tick, 2000);
+  });
+}
+
+function clock(seconds) {
+  const total = Math.round(seconds);
+  const m = Math.floor(total / 60);
+  const s = total % 60;
+  return m + ":" + (s < 10 ? "0" : "") + s;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupDropzones();
   setupAutosubmit();
   setupJobPolling();
+  setupVideo();
+  setupVideoPolling();
 });

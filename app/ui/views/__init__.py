@@ -3,8 +3,8 @@
 from fastapi import APIRouter
 
 from app.ui.security import PREFIX
-from app.ui.views import auth, labels, media, procedures, search, system
+from app.ui.views import auth, labels, media, procedures, search, system, videos
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-for _module in (auth, procedures, search, labels, media, system):
+for _module in (auth, procedures, search, labels, media, system, videos):
     router.include_router(_module.router)

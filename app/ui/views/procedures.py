@@ -16,6 +16,7 @@ from app.ui import adapters, queries
 from app.ui.security import PREFIX, CsrfUser, ensure_scope
 from app.ui.templating import render
 from app.ui.views.common import Ctx, Db, PageUser
+from app.ui.views.videos import procedure_context
 
 router = APIRouter()
 
@@ -88,6 +89,7 @@ def procedure(
     uploaded: int = 0,
     duplicates: int = 0,
     rejected: int = 0,
+    video_error: str = "",
 ) -> Response:
     proc = _procedure(db, pid)
     images = queries.live_images(db, proc.id)
@@ -113,6 +115,7 @@ def procedure(
         synthetic_proc=proc.source == queries.DEMO_SOURCE,
         notice={"uploaded": uploaded, "duplicates": duplicates, "rejected": rejected},
         nav="procedures",
+        **procedure_context(db, proc, images, video_error),
     )
 
 
