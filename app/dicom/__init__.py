@@ -8,6 +8,7 @@ Modules, one job each (imports flow one way, into app.services):
 - deid: PS3.15 Basic Profile de-identification of what is kept
 - frames: pixel data -> photos for the one ingest path (app.services.ingest)
 - ingest: DicomIngest, an instance -> photos of its study's procedure
+- video: Video Endoscopic instances -> the procedure's video and its analysis job (app.video)
 - spool / spool_worker / scp: the durable C-STORE receiver and its queue
 - stow: the STOW-RS multipart/related reader and response
 """

@@ -7,7 +7,23 @@ docs/dicom.md must agree, so they all read these tables.
 from __future__ import annotations
 
 from pydicom.uid import (
+    HEVCM10P51,
+    HEVCMP51,
     JPEG2000,
+    MPEG2MPHL,
+    MPEG2MPHLF,
+    MPEG2MPML,
+    MPEG2MPMLF,
+    MPEG4HP41,
+    MPEG4HP41BD,
+    MPEG4HP41BDF,
+    MPEG4HP41F,
+    MPEG4HP42STEREO,
+    MPEG4HP42STEREOF,
+    MPEG4HP422D,
+    MPEG4HP422DF,
+    MPEG4HP423D,
+    MPEG4HP423DF,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -34,9 +50,12 @@ STILL_SOP_CLASSES: dict[str, str] = {
     str(VLPhotographicImageStorage): "VL Photographic Image Storage",
 }
 
-# Clips: refused until procedure-video analysis exists (its own issue), then handed to it.
+# Clips EndoSeek stores as procedure videos (app/dicom/video.py -> app.video analysis).
 VIDEO_SOP_CLASSES: dict[str, str] = {
     str(VideoEndoscopicImageStorage): "Video Endoscopic Image Storage",
+}
+# Clips of another kind (room cameras, not the scope): refused, named in the refusal.
+REFUSED_VIDEO_SOP_CLASSES: dict[str, str] = {
     str(VideoPhotographicImageStorage): "Video Photographic Image Storage",
 }
 
@@ -57,6 +76,35 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
     + JPEG_2000_TRANSFER_SYNTAXES
     + RLE_TRANSFER_SYNTAXES
 )
+
+# The video transfer syntaxes (and their fragmentable variants, PS3.5 8.2.5-8.2.8): the Pixel
+# Data fragments joined are the bitstream, decoded by PyAV. Each maps to the codec the probe must
+# find in it, so an H.264 syntax carrying something else is refused before any job starts.
+MPEG2_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(
+    str(ts) for ts in (MPEG2MPML, MPEG2MPMLF, MPEG2MPHL, MPEG2MPHLF)
+)
+H264_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(
+    str(ts)
+    for ts in (
+        MPEG4HP41,
+        MPEG4HP41F,
+        MPEG4HP41BD,
+        MPEG4HP41BDF,
+        MPEG4HP422D,
+        MPEG4HP422DF,
+        MPEG4HP423D,
+        MPEG4HP423DF,
+        MPEG4HP42STEREO,
+        MPEG4HP42STEREOF,
+    )
+)
+HEVC_TRANSFER_SYNTAXES: tuple[str, ...] = (str(HEVCMP51), str(HEVCM10P51))
+VIDEO_CODECS: dict[str, str] = {
+    **dict.fromkeys(MPEG2_TRANSFER_SYNTAXES, "mpeg2video"),
+    **dict.fromkeys(H264_TRANSFER_SYNTAXES, "h264"),
+    **dict.fromkeys(HEVC_TRANSFER_SYNTAXES, "hevc"),
+}
+VIDEO_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(VIDEO_CODECS)
 
 # Photometric interpretations frames.py can turn into RGB (pydicom converts the YBR ones).
 PHOTOMETRICS: frozenset[str] = frozenset(

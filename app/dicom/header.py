@@ -109,12 +109,12 @@ def _fill_transfer_syntax(ds: Dataset) -> None:
         return
     implicit, little = getattr(ds, "original_encoding", (None, None))
     if little is False:
-        raise _syntax_rejected("explicit VR big endian (retired)", dimse=False)
+        raise syntax_rejected("explicit VR big endian (retired)", dimse=False)
     ts = ImplicitVRLittleEndian if implicit in (True, None) else ExplicitVRLittleEndian
     ds.file_meta.TransferSyntaxUID = ts
 
 
-def _syntax_rejected(what: str, *, dimse: bool) -> DicomRejected:
+def syntax_rejected(what: str, *, dimse: bool) -> DicomRejected:
     status = DATASET_MISMATCH if dimse else TRANSFER_SYNTAX_NOT_SUPPORTED
     return DicomRejected(
         "transfer_syntax_not_supported", f"transfer syntax not supported: {what}", status
@@ -126,9 +126,13 @@ def _checked(ds: Dataset, settings: Settings, *, dimse: bool) -> Instance:
     _walk(ds)
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     if sop_class in conformance.VIDEO_SOP_CLASSES:
+        from app.dicom.video import checked_video  # video.py builds on this module
+
+        return checked_video(ds, settings, dimse=dimse)
+    if sop_class in conformance.REFUSED_VIDEO_SOP_CLASSES:
         raise DicomRejected(
             "video_not_supported",
-            f"{conformance.VIDEO_SOP_CLASSES[sop_class]} is not stored yet",
+            f"{conformance.REFUSED_VIDEO_SOP_CLASSES[sop_class]} is not stored",
             SOP_CLASS_NOT_SUPPORTED,
         )
     if sop_class not in conformance.STILL_SOP_CLASSES:
@@ -138,7 +142,7 @@ def _checked(ds: Dataset, settings: Settings, *, dimse: bool) -> Instance:
         )
     ts = str(ds.file_meta.TransferSyntaxUID)
     if ts not in conformance.TRANSFER_SYNTAXES:
-        raise _syntax_rejected(ts if UID(ts).is_valid else "invalid UID", dimse=dimse)
+        raise syntax_rejected(ts if UID(ts).is_valid else "invalid UID", dimse=dimse)
     identity = identity_of(ds, settings)
     inst = _pixel_module(ds, settings, identity, ts)
     if inst.encapsulated:
@@ -161,7 +165,7 @@ def _walk(ds: Dataset) -> None:
                 _walk(item)
 
 
-def _int(ds: Dataset, keyword: str, *, required: bool = True, default: int = 0) -> int:
+def int_attribute(ds: Dataset, keyword: str, *, required: bool = True, default: int = 0) -> int:
     """An integer attribute; absent or malformed -> DicomRejected (0xA900)."""
     raw = ds.get(keyword)
     if raw is None or str(raw).strip() == "":
@@ -180,10 +184,10 @@ def _pixel_module(ds: Dataset, settings: Settings, identity: Identity, ts: str) 
     """Image Pixel module attributes against our limits (cheapest checks first)."""
     if "PixelData" not in ds:
         raise DicomRejected("no_pixel_data", "the instance has no Pixel Data", DATASET_MISMATCH)
-    rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
-    samples = _int(ds, "SamplesPerPixel")
-    bits = _int(ds, "BitsAllocated")
-    bits_stored = _int(ds, "BitsStored", required=False, default=bits)
+    rows, columns = int_attribute(ds, "Rows"), int_attribute(ds, "Columns")
+    samples = int_attribute(ds, "SamplesPerPixel")
+    bits = int_attribute(ds, "BitsAllocated")
+    bits_stored = int_attribute(ds, "BitsStored", required=False, default=bits)
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     frames = number_of_frames(ds)
     if rows <= 0 or columns <= 0 or frames <= 0:
@@ -262,7 +266,7 @@ MAX_ITEMS = 100_000
 _SEQ_END = 0xFFFEE0DD
 
 
-def _items(buffer: bytes) -> list[tuple[int, int]]:
+def items_of(buffer: bytes) -> list[tuple[int, int]]:
     """(offset, length) of each item's value in an encapsulated Pixel Data value; every item
     must be a whole (FFFE,E000) item inside the buffer, or the data is corrupt."""
     out: list[tuple[int, int]] = []
@@ -298,7 +302,7 @@ def encapsulated_frames(inst: Instance) -> list[list[bytes]]:
             "pixel_data_mismatch", "native pixel data in a compressed syntax", DATASET_MISMATCH
         )
     buffer = bytes(elem.value or b"")
-    items = _items(buffer)
+    items = items_of(buffer)
     if len(items) < 2:  # the basic offset table item and at least one fragment
         raise DicomRejected("corrupt_pixel_data", "no pixel data fragments", CANNOT_UNDERSTAND)
     ds = inst.dataset

@@ -1,4 +1,4 @@
-"""DicomIngest: a checked DICOM instance -> photos of its study's procedure.
+"""DicomIngest: a checked DICOM instance -> photos (or a video) of its study's procedure.
 
 The one ingest path for C-STORE (through the spool) and STOW-RS: the frames become
 `Upload`s for app.services.ingest.IngestService, exactly like a REST upload, and a
@@ -8,6 +8,8 @@ Idempotent on the SOP Instance UID: an instance already stored answers with its 
 stores nothing. New photos and their UID rows commit in one transaction; photos that were
 already stored (the same pixels sent before) get their UID rows in a second one. `store_many`
 does this for several instances at once (STOW-RS parts): one photo ingest per study.
+Video Endoscopic instances take app/dicom/video.py instead (a video row and its analysis job),
+in the same procedure.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from app.dicom.errors import CANNOT_UNDERSTAND, DicomRejected
 from app.dicom.frames import frame_uploads
 from app.dicom.header import Instance
 from app.dicom.identity import Identity
+from app.dicom.video import DicomVideo, is_video
 from app.services import procedures
 from app.services.errors import ProblemError
 from app.services.ingest import IngestService, Upload
@@ -42,12 +45,24 @@ _FRAME_NAME = re.compile(r"#(\d+)$")  # frames.frame_uploads names them "<sop ui
 
 @dataclass(frozen=True)
 class StoredInstance:
-    """What became of one instance: its procedure and photos; `duplicate` if it was known."""
+    """What became of one instance: its procedure and photos (or video); `duplicate` if it
+    was known."""
 
     identity: Identity
     procedure_id: uuid.UUID
     image_uids: list[uuid.UUID]
     duplicate: bool
+    video_id: uuid.UUID | None = None
+
+
+def procedure_for(rt: Runtime, source: str, ident: Identity) -> uuid.UUID:
+    """The procedure (source, Study Instance UID) of an instance, made on first use; photos
+    and videos of a study share it."""
+    with rt.sessions() as session:
+        proc, _ = procedures.create(
+            session, source[:128], ident.study_uid, ident.kind, ident.captured_at
+        )
+        return proc.id
 
 
 def _frame_numbers(uploads: list[Upload]) -> list[int]:
@@ -76,6 +91,7 @@ class DicomIngest:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.photos = IngestService(rt)
+        self.videos = DicomVideo(rt)
 
     def known(self, sop_instance_uid: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
         """(image uid, procedure id) of an instance already received, in frame order."""
@@ -122,6 +138,9 @@ class DicomIngest:
         groups: dict[str, list[tuple[int, list[Upload]]]] = {}
         for pos, instance in enumerate(instances):
             ident = instance.identity
+            if is_video(instance):  # idempotent on its own (video.py): stored in order
+                out[pos] = self._video(instance, source)
+                continue
             if ident.sop_instance_uid in rows:
                 known = rows[ident.sop_instance_uid]
                 out[pos] = StoredInstance(
@@ -153,6 +172,12 @@ class DicomIngest:
                     else earlier
                 )
         return [r for r in out if r is not None]
+
+    def _video(self, instance: Instance, source: str) -> StoredInstance | DicomRejected:
+        try:
+            return self.videos.store(instance, source)
+        except DicomRejected as exc:
+            return exc
 
     def _chunks(
         self, members: list[tuple[int, list[Upload]]]
@@ -230,11 +255,7 @@ class DicomIngest:
         return out
 
     def _procedure(self, source: str, ident: Identity) -> uuid.UUID:
-        with self.rt.sessions() as session:
-            proc, _ = procedures.create(
-                session, source[:128], ident.study_uid, ident.kind, ident.captured_at
-            )
-            return proc.id
+        return procedure_for(self.rt, source, ident)
 
     def _link(self, ident: Identity, images: list[tuple[int, int]]) -> None:
         """One dicom_frames row per (SOP instance, frame); a concurrent twin is fine."""

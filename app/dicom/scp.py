@@ -9,15 +9,17 @@ Who may talk to it, in the order a connection meets the checks:
    `dicom_max_associations` associations in negotiation or established, A-ASSOCIATE-RJ
    (transient, local limit exceeded). Connections that send nothing are closed after the
    ACSE timeout and do not count against the association limit.
-3. Presentation contexts: Verification and the still-image classes of conformance.py with its
-   transfer syntaxes; anything else is refused there (abstract/transfer syntax not supported).
+3. Presentation contexts: Verification, the still-image classes of conformance.py with its
+   transfer syntaxes and Video Endoscopic with the video ones; anything else is refused there
+   (abstract/transfer syntax not supported).
 Every read of a PDU is capped (`_pdu_cap`): a header claiming gigabytes aborts the association
 instead of growing a buffer; so does a data set over `stow_max_part_bytes` (the largest instance
 either path takes); every socket has the network timeout.
 
 C-STORE statuses: 0x0000 only after the de-identified instance is fsynced in the spool (also for
-an instance already spooled); a DicomRejected's own status (0xA900 data set does not match the
-SOP class, 0x0122 SOP class not supported, 0xC000 cannot understand); 0xA700 out of resources
+an instance already spooled; a video only once its bitstream probed well, video.py); a
+DicomRejected's own status (0xA900 data set does not match the SOP class, 0x0122 SOP class not
+supported, 0xC000 cannot understand); 0xA700 out of resources
 when the spool cannot be written (disk full, I/O error: the sender should retry); 0xC000 for
 any other failure. Logs carry AE titles, addresses, codes and counts, never attribute values.
 """
@@ -42,7 +44,12 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
-from app.dicom.conformance import STILL_SOP_CLASSES, TRANSFER_SYNTAXES
+from app.dicom.conformance import (
+    STILL_SOP_CLASSES,
+    TRANSFER_SYNTAXES,
+    VIDEO_SOP_CLASSES,
+    VIDEO_TRANSFER_SYNTAXES,
+)
 from app.dicom.deid import deidentify, to_part10
 from app.dicom.errors import (
     CANNOT_UNDERSTAND,
@@ -52,6 +59,7 @@ from app.dicom.errors import (
 )
 from app.dicom.header import instance_from_dataset
 from app.dicom.spool import Spool, spool_meta
+from app.dicom.video import checked_stream, is_video
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -275,6 +283,8 @@ class DicomReceiver:
         ae.add_supported_context(Verification)
         for uid in STILL_SOP_CLASSES:
             ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+        for uid in VIDEO_SOP_CLASSES:
+            ae.add_supported_context(uid, list(VIDEO_TRANSFER_SYNTAXES))
         return ae
 
     @property
@@ -442,6 +452,8 @@ class DicomReceiver:
                 "SOP Class or Instance UID differs from the C-STORE request",
                 DATASET_MISMATCH,
             )
+        if is_video(instance):  # a bitstream that does not decode fails now, not in the spool
+            checked_stream(instance, self.settings, self.spool.tmp)
         deidentify(instance.dataset)
         data = to_part10(instance.dataset)
         calling = str(event.assoc.requestor.ae_title or "").strip()

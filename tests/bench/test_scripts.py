@@ -85,3 +85,23 @@ def test_dicom_receive_benchmark_pairs_storescp_with_the_receiver(tmp_path: Path
         row = rf"^\| {re.escape(setup)} \| \d+\.\d .*\*\*\d+\.\d\dx\*\* \((met|MISSED)\) \|"
         assert re.search(row + r" >= 0\.5x \|$", text, re.M), setup
     assert len(re.findall(r"\| \*\*\d+ ms\*\* \(max \d+\) \|$", text, re.M)) == 2
+
+
+@pytest.mark.slow
+def test_video_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    text = _run(
+        ["bench/video.py", "--minutes", "0.5", "--size", "1280x720", "--rounds", "1",
+         "--model-frames", "16", "--cache", str(tmp_path / "cache")],
+        tmp_path,
+    )  # fmt: skip
+    assert "## Video" in text and "SYNTHETIC colonoscopy, 0.5 min, 1280x720" in text
+    ratio = r"^\| pipeline / slower .*\*\*\d+\.\d{3}x\*\* \((met|MISSED)\) \| >= 0\.8x \|$"
+    assert re.search(ratio, text, re.M)
+    assert re.search(r"^\| upload -> job done .*\*\*\d+ s\*\* \((met|MISSED)\)", text, re.M)
+    assert re.search(
+        r"^\| peak RSS .*\*\*\d+\.\d\d GiB\*\* \((met|MISSED)\) \| <= 1\.5 GB \|$", text, re.M
+    )
+    assert re.search(
+        r"^\| stored per procedure-minute, without the original .*\*\*\d+\.\d\d MB\*\*", text, re.M
+    )
+    assert re.search(r"frames sampled, \d+ kept", text)

@@ -187,3 +187,47 @@ def content_time(ds: Dataset) -> datetime:
     """ContentDate/ContentTime with the offset, as EndoSeek should read it."""
     raw = f"{ds.ContentDate}{ds.ContentTime}{ds.TimezoneOffsetFromUTC}"
     return datetime.strptime(raw, "%Y%m%d%H%M%S.%f%z")
+
+
+def video_endoscopic(
+    bitstream: bytes,
+    size: tuple[int, int],
+    frames: int,
+    fps: float,
+    *,
+    transfer_syntax: str = "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 HP / Level 4.1
+    study_uid: str | None = None,
+    fragments: int = 1,
+) -> Dataset:
+    """A Video Endoscopic instance carrying `bitstream` (an MP4, a transport stream, ...) in
+    encapsulated Pixel Data: one fragment, or `fragments` pieces for the Fragmentable syntaxes;
+    the Basic Offset Table empty, as PS3.5 8.2 requires for the MPEG syntaxes."""
+    from pydicom.uid import VideoEndoscopicImageStorage
+
+    ds = _base(VideoEndoscopicImageStorage, study_uid, None)
+    ds.StudyDescription = "Colonoscopy"
+    ds.SeriesDescription = "Procedure video"
+    ds.Columns, ds.Rows = size
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "YBR_PARTIAL_420"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.NumberOfFrames = frames
+    ds.FrameTime = f"{1000.0 / fps:.3f}"
+    ds.CineRate = round(fps)
+    ds.FrameIncrementPointer = 0x00181063  # Frame Time
+    ds.LossyImageCompression = "01"
+    ds.BurnedInAnnotation = "NO"
+    step = -(-len(bitstream) // fragments)
+    step += step % 2  # even, so that only the last piece needs the pad byte
+    pieces = [bitstream[i : i + step] for i in range(0, len(bitstream), step)]
+    items = [b"\xfe\xff\x00\xe0\x00\x00\x00\x00"]  # the empty Basic Offset Table
+    for piece in pieces:
+        piece += b"\x00" * (len(piece) % 2)  # even item lengths: the last one padded
+        items.append(b"\xfe\xff\x00\xe0" + len(piece).to_bytes(4, "little") + piece)
+    ds.PixelData = b"".join(items)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return with_meta(ds, transfer_syntax)

@@ -23,7 +23,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
     RLELossless,
-    VideoEndoscopicImageStorage,
+    VideoPhotographicImageStorage,
     VLPhotographicImageStorage,
 )
 
@@ -152,7 +152,7 @@ def test_instance_from_dataset(settings: Settings) -> None:
 
 def test_video_and_other_sop_classes(settings: Settings) -> None:
     ds = _photo()
-    ds.SOPClassUID = VideoEndoscopicImageStorage
+    ds.SOPClassUID = VideoPhotographicImageStorage  # Video Endoscopic: test_video.py
     err = _rejected(factory.to_bytes(ds), settings)
     assert (err.code, err.status) == ("video_not_supported", SOP_CLASS_NOT_SUPPORTED)
     ds.SOPClassUID = CTImageStorage

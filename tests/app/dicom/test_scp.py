@@ -25,7 +25,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
     SecondaryCaptureImageStorage,
-    VideoEndoscopicImageStorage,
+    VideoPhotographicImageStorage,
     VLEndoscopicImageStorage,
     generate_uid,
 )
@@ -118,7 +118,7 @@ def test_other_sop_classes_and_transfer_syntaxes_are_refused_at_negotiation(
     with running(receiver_settings(tmp_path)) as rx:
         ae = scu(
             (CTImageStorage, ExplicitVRLittleEndian),
-            (VideoEndoscopicImageStorage, MPEG2MPML),
+            (VideoPhotographicImageStorage, MPEG2MPML),
             (VLEndoscopicImageStorage, MPEG2MPML),
             (VLEndoscopicImageStorage, DeflatedExplicitVRLittleEndian),
             (SecondaryCaptureImageStorage, ImplicitVRLittleEndian),
@@ -131,7 +131,7 @@ def test_other_sop_classes_and_transfer_syntaxes_are_refused_at_negotiation(
         assoc.release()
     assert (SecondaryCaptureImageStorage, ImplicitVRLittleEndian) in accepted
     assert refused[CTImageStorage] == 0x03  # abstract syntax not supported
-    assert refused[VideoEndoscopicImageStorage] == 0x03
+    assert refused[VideoPhotographicImageStorage] == 0x03
     assert refused[VLEndoscopicImageStorage] == 0x04  # transfer syntaxes not supported
     assert spool_files(tmp_path / "spool") == []
 
