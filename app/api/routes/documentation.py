@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from app.api import schemas
 from app.api.convert import procedure_out, thumbnail_url
 from app.api.deps import RuntimeDep, SearchKey, SessionDep
+from app.documentation import fhir
 from app.documentation.procedure_report import (
     ListingFilter,
     ProcedureDocumentation,
@@ -102,6 +103,49 @@ def get_documentation(
             for img, vote in judged.unexpected
         ],
     )
+
+
+_FHIR_RESPONSES: dict[int | str, dict] = {
+    200: {
+        "description": "A FHIR R5 Bundle (type collection): one DiagnosticReport and one "
+        "Observation per requirement of the standard.",
+        "content": {
+            fhir.MEDIA_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "required": ["resourceType", "type", "entry"],
+                    "properties": {
+                        "resourceType": {"type": "string", "enum": ["Bundle"]},
+                        "type": {"type": "string", "enum": ["collection"]},
+                        "entry": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.get(
+    "/v1/procedures/{procedure_id}/documentation/fhir",
+    summary="The documentation report as FHIR R5: a DiagnosticReport and an Observation per "
+    "requirement (application/fhir+json)",
+    response_class=Response,
+    responses=_FHIR_RESPONSES,
+)
+def get_documentation_fhir(
+    procedure_id: uuid.UUID,
+    session: SessionDep,
+    rt: RuntimeDep,
+    key: SearchKey,
+    standard: Annotated[str | None, Query(max_length=64, description="default: kind's")] = None,
+) -> Response:
+    procedure = procedures_svc.get(session, procedure_id)
+    judged = procedure_documentation(documentation_of(rt), session, procedure, standard)
+    audit.record(session, key.key_id, "procedure.documentation.fhir", str(procedure_id))
+    session.commit()
+    body = fhir.documentation_bundle(judged).model_dump_json()
+    return Response(content=body, media_type=fhir.MEDIA_TYPE)
 
 
 @router.get("/v1/documentation", summary="Procedures by completeness (newest first, paginated)")
