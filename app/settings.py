@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     )
     dicom_max_frames: int = Field(default=16, gt=0)  # multi-frame stills: frames kept (evenly)
     dicom_keep_originals: bool = False  # keep a de-identified copy of each instance
+    # procedure room code from Station Name (0008,1010), the calling AE title (C-STORE) or not
+    # at all; a value that is no valid code after sanitising is dropped
+    dicom_room_from: Literal["station_name", "calling_aet", "none"] = "station_name"
+    # secret for keyed pseudonyms: set, a DICOM operator name becomes "op-" + 10 hex of
+    # HMAC-SHA256(key, name); unset, no operator code is taken from DICOM (names never are)
+    pseudonym_key: SecretStr | None = None
     stow_max_part_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     stow_max_request_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
 

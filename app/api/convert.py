@@ -16,6 +16,8 @@ def procedure_out(p: Procedure | ProcedureRow) -> schemas.ProcedureOut:
         external_id=p.external_id,
         kind=p.kind,
         performed_at=p.performed_at,
+        room=getattr(p, "room", None),
+        operator=getattr(p, "operator", None),
         created_at=p.created_at,
     )
 

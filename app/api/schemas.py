@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from app.db.models import PROCEDURE_CODE_PATTERN, PROCEDURE_CODE_RULE
 from app.documentation.explain import ReasonCode
 
 # printable text only: control characters (NUL above all, which PostgreSQL refuses in text
@@ -15,6 +17,25 @@ from app.documentation.explain import ReasonCode
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
 
 ProcedureKind = Literal["upper_gi", "colonoscopy", "other"]
+
+
+def _pseudonymous(value: str) -> str:
+    if not re.fullmatch(PROCEDURE_CODE_PATTERN, value):
+        raise ValueError(PROCEDURE_CODE_RULE)
+    return value
+
+
+# a room or operator code: a short pseudonymous token, never a name ("John Smith" is a 422)
+ProcedureCode = Annotated[
+    str,
+    AfterValidator(_pseudonymous),
+    Field(
+        min_length=1,
+        max_length=32,
+        description="Pseudonymous code (letters, digits, '.', '_', '-'; no spaces, never a name).",
+        examples=["room-3"],
+    ),
+]
 
 
 class ProcedureCreate(BaseModel):
@@ -29,6 +50,8 @@ class ProcedureCreate(BaseModel):
                     "external_id": "2026-11-23-0042",
                     "kind": "upper_gi",
                     "performed_at": "2026-11-23T09:15:00Z",
+                    "room": "room-3",
+                    "operator": "op-17",
                 }
             ]
         },
@@ -42,6 +65,15 @@ class ProcedureCreate(BaseModel):
     )
     kind: ProcedureKind = "other"
     performed_at: AwareDatetime | None = None
+    room: ProcedureCode | None = Field(
+        default=None,
+        description="Pseudonymous room code for quality reporting. A repeated create fills "
+        "an empty code; a different one is a 409 (codes are never overwritten).",
+    )
+    operator: ProcedureCode | None = Field(
+        default=None,
+        description="Pseudonymous operator (endoscopist) code, never a name; same rules as room.",
+    )
 
 
 class ProcedureOut(BaseModel):
@@ -52,6 +84,8 @@ class ProcedureOut(BaseModel):
     external_id: str
     kind: str
     performed_at: datetime | None
+    room: str | None = None
+    operator: str | None = None
     created_at: datetime
 
 

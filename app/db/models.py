@@ -20,6 +20,12 @@ NAMING = {
 }
 
 PROCEDURE_KINDS = ("upper_gi", "colonoscopy", "other")
+# a procedure's room / operator code: a short pseudonymous token (no spaces), never a name
+PROCEDURE_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+PROCEDURE_CODE_RULE = (
+    "codes must be pseudonymous: 1-32 letters, digits, '.', '_' or '-' starting with a letter "
+    "or digit (no spaces, never a name)"
+)
 LABEL_SOURCES = ("manual", "reference", "predicted")
 
 
@@ -38,6 +44,9 @@ class Procedure(Base):
         sa.UniqueConstraint("source", "external_id"),
         sa.Index(None, "kind"),
         sa.Index(None, "performed_at"),
+        # quality reporting per room / operator code over a period
+        sa.Index(None, "room", "performed_at"),
+        sa.Index(None, "operator", "performed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
@@ -45,6 +54,9 @@ class Procedure(Base):
     external_id: Mapped[str] = mapped_column(sa.String(256))
     kind: Mapped[str] = mapped_column(sa.String(32), default="other")
     performed_at: Mapped[datetime | None]
+    # pseudonymous codes (PROCEDURE_CODE_PATTERN) for quality reporting; never names
+    room: Mapped[str | None] = mapped_column(sa.String(64))
+    operator: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     images: Mapped[list[Image]] = relationship(back_populates="procedure")

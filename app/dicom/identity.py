@@ -1,14 +1,23 @@
 """Which procedure, kind and time an instance belongs to - only UIDs and codes, never PHI.
 
+Room and operator codes are read here, before de-identification removes their sources: the
+room from Station Name (or the calling AE title, setting dicom_room_from) sanitised into a
+pseudonymous code; the operator only as a keyed pseudonym ("op-" + 10 hex of HMAC-SHA256 over
+the normalised Performing Physician's Name, else Operators' Name) when pseudonym_key is set.
+Names are never kept, logged or spooled.
+
 WHY here and not in ingest: STOW-RS, the receiver's spool and the ingest share one reading of
 the header, and its JSON form travels in the spool next to the de-identified dataset.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
-from dataclasses import asdict, dataclass
+import unicodedata
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from typing import Any
@@ -17,6 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
+from app.db.models import PROCEDURE_CODE_PATTERN
 from app.dicom.errors import DATASET_MISMATCH, DicomRejected
 from app.settings import Settings
 
@@ -38,6 +48,8 @@ class Identity:
     kind: str
     captured_at: datetime | None
     frames: int
+    room: str | None = None  # pseudonymous codes (see the module docstring), never names
+    operator: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (spool sidecar, logs): times as ISO 8601."""
@@ -58,6 +70,8 @@ class Identity:
             kind=str(data.get("kind", KINDS_DEFAULT)),
             captured_at=datetime.fromisoformat(raw) if raw else None,
             frames=int(data.get("frames", 1)),
+            room=room_code(str(data.get("room") or "")),
+            operator=_operator_code(str(data.get("operator") or "")),
         )
 
 
@@ -74,7 +88,62 @@ def identity_of(ds: Dataset, settings: Settings) -> Identity:
         kind=kind_of(ds, settings.dicom_kind_rules),
         captured_at=captured_at(ds),
         frames=number_of_frames(ds),
+        room=room_code(_text(ds, "StationName"))
+        if settings.dicom_room_from == "station_name"
+        else None,
+        operator=operator_of(ds, settings),
     )
+
+
+def with_calling_aet(ident: Identity, calling_aet: str, settings: Settings) -> Identity:
+    """The identity with its room from the calling AE title when dicom_room_from says so (only
+    a C-STORE association has one)."""
+    if settings.dicom_room_from != "calling_aet":
+        return ident
+    return replace(ident, room=room_code(calling_aet))
+
+
+# ---- room and operator codes --------------------------------------------------------------
+
+_CODE = re.compile(PROCEDURE_CODE_PATTERN)
+_OP_CODE = re.compile(r"^op-[0-9a-f]{10}$")
+
+
+def room_code(text: str) -> str | None:
+    """A station name or AE title as a code: runs of other characters become '-', at most 32
+    characters; None when nothing valid is left."""
+    code = re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip())
+    code = re.sub(r"-{2,}", "-", code).strip("-._")[:32].rstrip("-._")
+    return code if _CODE.fullmatch(code) else None
+
+
+def operator_pseudonym(name: str, key: str) -> str | None:
+    """ "op-" + the first 10 hex digits of HMAC-SHA256(key, normalised name); None for an
+    empty name. Normalised: NFKC, PN component separators ('^', '=') as spaces, case-folded,
+    whitespace collapsed, so "SMITH^JOHN" and "smith john" give the same code."""
+    norm = unicodedata.normalize("NFKC", name).replace("^", " ").replace("=", " ")
+    norm = " ".join(norm.casefold().split())
+    if not norm or not key:
+        return None
+    digest = hmac.new(key.encode(), norm.encode(), hashlib.sha256).hexdigest()
+    return f"op-{digest[:10]}"
+
+
+def operator_of(ds: Dataset, settings: Settings) -> str | None:
+    """The keyed pseudonym of the performing physician (else the operator), None without
+    pseudonym_key: a name itself is never returned."""
+    key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else ""
+    if not key:
+        return None
+    for keyword in ("PerformingPhysicianName", "OperatorsName"):
+        if name := _text(ds, keyword):
+            return operator_pseudonym(name, key)
+    return None
+
+
+def _operator_code(value: str) -> str | None:
+    """A spooled operator code read back: only the pseudonym form passes."""
+    return value if _OP_CODE.fullmatch(value) else None
 
 
 def valid_uid(ds: Dataset, keyword: str) -> str:

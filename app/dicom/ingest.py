@@ -60,7 +60,14 @@ def procedure_for(rt: Runtime, source: str, ident: Identity) -> uuid.UUID:
     and videos of a study share it."""
     with rt.sessions() as session:
         proc, _ = procedures.create(
-            session, source[:128], ident.study_uid, ident.kind, ident.captured_at
+            session,
+            source[:128],
+            ident.study_uid,
+            ident.kind,
+            ident.captured_at,
+            room=ident.room,
+            operator=ident.operator,
+            codes="keep",  # every instance repeats this: the first code of a study stays
         )
         return proc.id
 

@@ -58,6 +58,7 @@ from app.dicom.errors import (
     DicomRejected,
 )
 from app.dicom.header import instance_from_dataset
+from app.dicom.identity import with_calling_aet
 from app.dicom.spool import Spool, spool_meta
 from app.dicom.video import checked_stream, is_video
 from app.settings import Settings
@@ -458,6 +459,7 @@ class DicomReceiver:
         data = to_part10(instance.dataset)
         calling = str(event.assoc.requestor.ae_title or "").strip()
         source = self.settings.dicom_source or calling or "dicom"
+        ident = with_calling_aet(ident, calling, self.settings)  # room code (dicom_room_from)
         _, created = self.spool.put(data, spool_meta(source, ident.to_json()))
         return created
 

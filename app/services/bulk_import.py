@@ -20,10 +20,20 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from app.db.models import PROCEDURE_KINDS, Embedding, Image, Job, Label, Model, Procedure
+from app.db.models import (
+    PROCEDURE_CODE_RULE,
+    PROCEDURE_KINDS,
+    Embedding,
+    Image,
+    Job,
+    Label,
+    Model,
+    Procedure,
+)
 from app.services import jobs, model_registry, vectors
 from app.services.job_exec import JobContext, Progress, Stages, run_job, run_stages
 from app.services.pending_models import pending_models
+from app.services.procedures import is_code
 from app.services.storage import storage_key
 from app.services.stored_photo import stored_photo
 from embedder import Embedder
@@ -36,7 +46,18 @@ if TYPE_CHECKING:
 KIND = "import"
 SOURCE = "import"
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-MANIFEST_COLUMNS = ("path", "procedure_external_id", "procedure_kind", "captured_at", "label")
+# room and operator (optional): pseudonymous codes (PROCEDURE_CODE_PATTERN), never names; a
+# row with an invalid code is a job error; an existing procedure's empty code is filled, a
+# different stored code is kept (the first one wins, as for DICOM)
+MANIFEST_COLUMNS = (
+    "path",
+    "procedure_external_id",
+    "procedure_kind",
+    "captured_at",
+    "label",
+    "room",
+    "operator",
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,8 @@ class Entry:
     kind: str
     captured_at: str = ""
     label: str = ""
+    room: str = ""
+    operator: str = ""
 
 
 @dataclass
@@ -88,6 +111,8 @@ def read_manifest(path: Path) -> list[Entry]:
             (r.get("procedure_kind") or "").strip(),
             (r.get("captured_at") or "").strip(),
             (r.get("label") or "").strip(),
+            (r.get("room") or "").strip(),
+            (r.get("operator") or "").strip(),
         )
         for r in rows
     ]
@@ -180,6 +205,9 @@ def _stages(
             raise ValueError(f"procedure kind {entry.kind!r} is not one of {PROCEDURE_KINDS}")
         if not entry.procedure:
             raise ValueError("no procedure external id")
+        for name, code in (("room", entry.room), ("operator", entry.operator)):
+            if code and not is_code(code):
+                raise ValueError(f"{name}: {PROCEDURE_CODE_RULE}")  # the value is not repeated
         when = _parse_time(entry.captured_at)
         data = Path(entry.path).read_bytes()
         # the shared path (decode guard, field-of-view mask): a damaged file is an
@@ -221,9 +249,20 @@ def _procedure(session: Session, origin: str, entry: Entry) -> Procedure:
     )
     proc = session.scalar(q)
     if proc is None:
-        proc = Procedure(source=origin, external_id=entry.procedure, kind=entry.kind)
+        proc = Procedure(
+            source=origin,
+            external_id=entry.procedure,
+            kind=entry.kind,
+            room=entry.room or None,
+            operator=entry.operator or None,
+        )
         session.add(proc)
         session.flush()
+    else:  # fill an empty code; a different stored one is kept
+        if entry.room and proc.room is None:
+            proc.room = entry.room
+        if entry.operator and proc.operator is None:
+            proc.operator = entry.operator
     return proc
 
 

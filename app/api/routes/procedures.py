@@ -26,12 +26,23 @@ router = APIRouter(prefix="/v1/procedures", tags=["procedures"])
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a procedure (returns the existing one, 200, for a known source+external_id)",
-    responses={200: {"model": schemas.ProcedureOut, "description": "The existing procedure."}},
+    responses={
+        200: {"model": schemas.ProcedureOut, "description": "The existing procedure."},
+        409: {"description": "The existing procedure has a different room or operator code."},
+    },
 )
 def create_procedure(
     body: schemas.ProcedureCreate, session: SessionDep, _: IngestKey, response: Response
 ) -> schemas.ProcedureOut:
-    row, created = svc.create(session, body.source, body.external_id, body.kind, body.performed_at)
+    row, created = svc.create(
+        session,
+        body.source,
+        body.external_id,
+        body.kind,
+        body.performed_at,
+        room=body.room,
+        operator=body.operator,
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return procedure_out(row)
@@ -47,7 +58,7 @@ def get_procedure(
 @router.get(
     "",
     summary="List procedures (oldest first, cursor pagination); source and/or external_id "
-    "find a procedure by the sending device's own ids",
+    "find a procedure by the sending device's own ids; room and operator filter by code",
 )
 def list_procedures(
     session: SessionDep,
@@ -59,10 +70,18 @@ def list_procedures(
     kind: schemas.ProcedureKind | None = None,
     performed_from: Annotated[schemas.AwareDatetime | None, Query()] = None,
     performed_to: Annotated[schemas.AwareDatetime | None, Query()] = None,
+    room: Annotated[
+        str | None, Query(max_length=32, pattern=schemas.PROCEDURE_CODE_PATTERN)
+    ] = None,
+    operator: Annotated[
+        str | None, Query(max_length=32, pattern=schemas.PROCEDURE_CODE_PATTERN)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> schemas.ProcedurePage:
-    filters = svc.ProcedureFilter(source, external_id, kind, performed_from, performed_to)
+    filters = svc.ProcedureFilter(
+        source, external_id, kind, performed_from, performed_to, room, operator
+    )
     rows, nxt = svc.list_page(session, filters, limit, cursor)
     return schemas.ProcedurePage(items=[procedure_out(r) for r in rows], next_cursor=nxt)
 

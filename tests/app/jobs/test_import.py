@@ -90,3 +90,27 @@ def test_manifest_rows_set_procedure_kind_time_label(
         images = s.scalars(sa.select(Image).order_by(Image.id)).all()
         assert images[0].captured_at is not None and images[0].captured_at.year == 2024
         assert s.scalars(sa.select(Label.label)).all() == ["z-line"]
+
+
+def test_manifest_room_and_operator_codes(
+    job_ctx: JobContext, synthetic_archive: Path, tmp_path: Path
+) -> None:
+    files = sorted(synthetic_archive.rglob("*.jpg"))[:4]
+    manifest = tmp_path / "codes.csv"
+    lines = ["path,procedure_external_id,procedure_kind,room,operator"]
+    lines.append(f"{files[0]},P-1,upper_gi,room-1,")
+    lines.append(f"{files[1]},P-1,upper_gi,room-9,op-4")  # fills operator, room kept
+    lines.append(f"{files[2]},P-2,upper_gi,,John Smith")  # a name: a per-row error
+    lines.append(f"{files[3]},P-3,upper_gi,,")
+    manifest.write_text("\n".join(lines) + "\n")
+    job = bulk_import.start_import(job_ctx, {"manifest": str(manifest)})
+    assert bulk_import.run_import(job_ctx, job.id) == "completed"
+    with job_ctx.sessions() as s:
+        job = jobs.get(s, job.id)
+        assert (job.done, job.failed) == (3, 1)
+        (error,) = job.params["errors"]
+        assert "pseudonymous" in error["error"] and "John" not in error["error"]
+        procs = {p.external_id: p for p in s.scalars(sa.select(Procedure))}
+        assert (procs["P-1"].room, procs["P-1"].operator) == ("room-1", "op-4")
+        assert "P-2" not in procs
+        assert (procs["P-3"].room, procs["P-3"].operator) == (None, None)
