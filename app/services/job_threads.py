@@ -37,6 +37,8 @@ RUNNERS: dict[str, Callable[..., str]] = {
 # kinds whose queued jobs always run at start (an acknowledged upload must not wait for an
 # operator), even without ENDOSEEK_JOBS_AUTO_RESUME
 ALWAYS_RESUME = (VIDEO_ANALYSIS,)
+# kinds whose runs check jobs.cancel_requested between chunks (a running one can be cancelled)
+CANCEL_WHILE_RUNNING = (VIDEO_ANALYSIS,)
 UNCLAIMED_OR_DEAD = ("pending", "running", "interrupted")  # running: only with a dead owner
 _OWNER_LOCK = threading.Lock()
 

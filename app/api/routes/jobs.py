@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import AdminKey, RuntimeDep, SessionDep
 from app.services import audit, jobs, reindex
 from app.services.errors import ProblemError
-from app.services.job_threads import JobThreads, threads_of
+from app.services.job_threads import CANCEL_WHILE_RUNNING, JobThreads, threads_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -105,13 +105,22 @@ def resume_job(
 
 @router.post("/{job_id}/cancel", summary="Cancel a job (a running one stops after its chunk)")
 def cancel_job(job_id: uuid.UUID, session: SessionDep, key: AdminKey) -> JobOut:
-    """Pending, interrupted or failed jobs are cancelled at once; a running job gets the
-    request and stops at its next check, keeping what it committed. 409 when completed."""
+    """Pending, interrupted or failed jobs are cancelled at once; a running video analysis
+    gets the request and stops at its next check, keeping what it committed. 409 when
+    completed, and for a running re-index or import (they never check for a cancel)."""
     job = jobs.get(session, job_id)
     if job is None:
         raise ProblemError(404, "job_not_found", "No job with this id.")
     if job.status == "completed":
         raise ProblemError(409, "job_not_cancellable", "The job has completed.")
+    if job.status == "running" and jobs.live(job) and job.kind not in CANCEL_WHILE_RUNNING:
+        # re-index and import never check for a cancel: a flag they ignore would only mislead
+        raise ProblemError(
+            409,
+            "job_not_cancellable",
+            f"A running {job.kind} job cannot be cancelled; it stops at shutdown (interrupted, "
+            "resumable) or runs to the end.",
+        )
     try:
         job = jobs.request_cancel(session, job_id)
     except jobs.JobBusyError as exc:

@@ -347,9 +347,11 @@ def test_job_cancel_route(world: World) -> None:
     rt = world.client.app.state.runtime
     with rt.sessions.begin() as s:
         pending = jobs.create(s, "reindex", {}).id
-        running = jobs.create(s, "reindex", {}).id
+        running = jobs.create(s, "video_analysis", {}).id
+        busy_reindex = jobs.create(s, "reindex", {}).id
         finished = jobs.create(s, "reindex", {}).id
     lease = jobs.claim(rt.sessions, running)  # held by this (live) process
+    jobs.claim(rt.sessions, busy_reindex)
     done_lease = jobs.claim(rt.sessions, finished)
     with rt.sessions.begin() as s:
         jobs.finish(s, done_lease, "completed")
@@ -366,6 +368,9 @@ def test_job_cancel_route(world: World) -> None:
     assert r.status_code == 200 and r.json()["status"] == "running"
     with rt.sessions() as s:
         assert jobs.cancel_requested(s, lease)
+    # a running re-index never checks for a cancel: refused rather than flagged and ignored
+    r = world.client.post(f"/v1/jobs/{busy_reindex}/cancel", headers=admin)
+    assert (r.status_code, r.json()["code"]) == (409, "job_not_cancellable")
     with pytest.raises(jobs.JobBusyError):
         jobs.claim(rt.sessions, pending)  # a cancelled job never runs again
     r = world.client.post(f"/v1/jobs/{finished}/cancel", headers=admin)
