@@ -25,6 +25,7 @@ from app.documentation import (
 )
 from app.services import model_registry
 from app.ui.context import UiContext
+from app.video.read import pick_out, picks_of
 
 DEMO_SOURCE = "synthetic-demo"
 LIST_LIMIT = 200
@@ -207,29 +208,17 @@ def video_reason_counts(db: Session, video_id: uuid.UUID) -> dict[str | None, in
 
 
 def _pick_dict(pick: VideoImage, uid: uuid.UUID) -> dict:
-    return {
-        "image_uid": str(uid),
-        "video_id": str(pick.video_id),
-        "requirement": pick.requirement,
-        "label": pick.label,
-        "t_ms": pick.t_ms,
-        "score": pick.score,
-        "quality": pick.quality,
-        "rank": pick.rank,
-        "review": pick.review,
-        "reviewed_at": pick.reviewed_at,
-    }
+    """app.video.read's pick, named by the uid string the pages use in their links."""
+    return _with_uid(pick_out(pick, uid))
+
+
+def _with_uid(pick: dict) -> dict:
+    return {**pick, "image_uid": str(pick["image_id"])}
 
 
 def video_picks_of(db: Session, video_id: uuid.UUID) -> list[dict]:
     """A video's picked stills whose image is live, by requirement and rank."""
-    q = (
-        sa.select(VideoImage, Image.uid)
-        .join(Image, Image.id == VideoImage.image_id)
-        .where(VideoImage.video_id == video_id, Image.deleted_at.is_(None))
-        .order_by(VideoImage.requirement, VideoImage.rank)
-    )
-    return [_pick_dict(pick, uid) for pick, uid in db.execute(q)]
+    return [_with_uid(pick) for pick in picks_of(db, video_id)]
 
 
 def video_picks_by_image(db: Session, image_ids: list[int]) -> dict[str, list[dict]]:

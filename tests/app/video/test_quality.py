@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import zip_longest
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from PIL import Image
 from app.video.decode import FrameSampler
 from app.video.quality import REASONS, QualityGate, QualityVerdict
 from tests.app.video import factory
-from tests.paths import SHARED_DATA
 
 GOOD = ("cecum", "z-line", "pylorus", "ileum", "plain")
 BAD = ("blur", "dark", "glare", "out_of_body", "overexposed", "low_texture")
@@ -57,12 +57,9 @@ def test_score_agrees_with_the_verdict(verdicts) -> None:
         assert {"red", "dark", "overexposed", "glare", "texture", "sharpness"} <= set(v.features)
 
 
-def test_real_photos_kept() -> None:
-    photos = sorted(SHARED_DATA.glob("hyperkvasir/*/*.jpg"))
-    if not photos:
-        pytest.skip(f"no real photos under {SHARED_DATA}")
+def test_real_photos_kept(hyperkvasir_paths: list[Path]) -> None:
     gate = QualityGate()
-    for photo in photos:
+    for photo in hyperkvasir_paths:
         verdict = gate.judge(np.asarray(Image.open(photo).convert("RGB")))
         assert verdict.ok, (photo.name, verdict)
 
