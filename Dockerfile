@@ -24,6 +24,8 @@ ARG TORCH_INDEX_URL=""
 ARG FAISS_GPU_PACKAGE=faiss-gpu-cu12==1.14.1.post1
 # Extra pip arguments, e.g. "--no-index --find-links /wheelhouse" for an offline build.
 ARG PIP_ARGS=""
+# Extras of the endoseek package, e.g. "[ray]" (compose profile ray).
+ARG EXTRAS=""
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -54,7 +56,7 @@ RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
        fi \
     && mkdir -p app embedder indexer training \
     && touch app/__init__.py embedder/__init__.py indexer/__init__.py training/__init__.py \
-    && pip install ${PIP_ARGS} . \
+    && pip install ${PIP_ARGS} ".${EXTRAS}" \
     && pip uninstall -y endoseek \
     && if [ "${ACCELERATOR}" = cuda ]; then \
          pip uninstall -y faiss-cpu && pip install ${PIP_ARGS} "${FAISS_GPU_PACKAGE}"; \

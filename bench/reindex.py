@@ -8,12 +8,19 @@ threads, embed, chunked SQLite commits with the cursor, then index build, snapsh
 The ratio reported is the median of the per-round ratios. Photos are SYNTHETIC
 (training.synthetic) written as JPEG files. Target: re-index >= 0.85x the model rate.
 
+`--engine ray` re-indexes on a local Ray Data cluster (started once, before the rounds, on
+every CPU) and `--engine both` runs the in-process and the Ray runner in each round, back to
+back, for a paired comparison. Ray's rate counts its fixed start-up per execution (actor
+start, model load, ~10-20 s); the rate after its first commit shows the streaming part alone.
+
     .venv/bin/python bench/reindex.py --model dual --photos 96 --write-docs docs/benchmarks.md
+    .venv/bin/python bench/reindex.py --model baseline --photos 2000 --engine both
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -75,6 +82,33 @@ def preprocessed(emb: Embedder, files: list[Path]) -> torch.Tensor:
     )
 
 
+def engines_of(args: argparse.Namespace) -> list[str]:
+    return ["local", "ray"] if args.engine == "both" else [args.engine]
+
+
+def reindex_once(ctx: JobContext, bundle: Path, args: argparse.Namespace, engine: str,
+                 n: int) -> tuple[float, float, float, str]:  # fmt: skip
+    """One re-index: (pipeline img/s, img/s after the first commit, incl. flip img/s, status)."""
+    job = reindex.start_reindex(
+        ctx, bundle, batch=args.batch, workers=args.workers, chunk=args.chunk, engine=engine
+    )
+    marks: list[tuple[float, int]] = []  # (time, done) at each commit: the last ends the pipeline
+
+    def mark(done: int, failed: int, total: int) -> None:
+        marks.append((time.perf_counter(), done + failed))
+
+    t = time.perf_counter()
+    status = reindex.run_reindex(ctx, job.id, mark)
+    total_s = time.perf_counter() - t
+    end = marks[-1][0] if marks else t + total_s
+    steady = (
+        (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
+        if len(marks) > 1 and marks[-1][0] > marks[0][0]
+        else float("nan")
+    )
+    return n / (end - t), steady, n / total_s, status
+
+
 def run(args: argparse.Namespace, work: Path) -> dict:
     from training.synthetic import write_class_folders
 
@@ -96,34 +130,48 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     t = time.perf_counter()
     bulk_import.run_import(ctx, seed.id)
     import_rate = len(files) / (time.perf_counter() - t)
-    models, pipelines, totals, statuses = [], [], [], []
-    for r in range(args.rounds):
-        bundle = target_bundle(args.model, work / f"bundle-{r}", r)
-        emb = Embedder.from_bundle(bundle, device="cpu")
-        models.append(model_rate(emb, preprocessed(emb, files), args.batch))
-        job = reindex.start_reindex(
-            ctx, bundle, batch=args.batch, workers=args.workers, chunk=args.chunk
-        )
-        marks: list[float] = []  # time of each committed chunk: the last one ends the pipeline
-        t = time.perf_counter()
-        statuses.append(
-            reindex.run_reindex(ctx, job.id, lambda *_, m=marks: m.append(time.perf_counter()))
-        )
-        total_s = time.perf_counter() - t
-        pipelines.append(len(files) / ((marks[-1] if marks else t + total_s) - t))
-        totals.append(len(files) / total_s)
-        ratio = pipelines[-1] / models[-1]
-        print(
-            f"round {r + 1}: model {models[-1]:.1f}, re-index {pipelines[-1]:.1f} img/s "
-            f"({ratio:.2f}x)",
-            flush=True,
-        )
+    engines = engines_of(args)
+    models: list[float] = []
+    pipelines: dict[str, list[float]] = {e: [] for e in engines}
+    steady: dict[str, list[float]] = {e: [] for e in engines}
+    totals: dict[str, list[float]] = {e: [] for e in engines}
+    statuses: list[str] = []
+    ray_init_s = None
+    with contextlib.ExitStack() as stack:
+        if "ray" in engines:
+            from indexer.pipeline.ray_runner import ray_session
+
+            t = time.perf_counter()
+            stack.enter_context(ray_session(num_cpus=os.cpu_count()))
+            ray_init_s = time.perf_counter() - t
+        for r in range(args.rounds):
+            for e, engine in enumerate(engines):
+                step = r * len(engines) + e
+                bundle = target_bundle(args.model, work / f"bundle-{step}", step)
+                emb = Embedder.from_bundle(bundle, device="cpu")
+                if e == 0:
+                    models.append(model_rate(emb, preprocessed(emb, files), args.batch))
+                rate, after_first, total, status = reindex_once(
+                    ctx, bundle, args, engine, len(files)
+                )
+                pipelines[engine].append(rate)
+                steady[engine].append(after_first)
+                totals[engine].append(total)
+                statuses.append(status)
+                print(
+                    f"round {r + 1} {engine}: model {models[-1]:.1f}, re-index {rate:.1f} img/s "
+                    f"({rate / models[-1]:.2f}x), after the first commit {after_first:.1f} img/s",
+                    flush=True,
+                )
     return {"photos": len(files), "dim": emb.dim, "statuses": sorted(set(statuses)),
-            "models": models, "pipelines": pipelines, "totals": totals,
-            "import_rate": import_rate}  # fmt: skip
+            "models": models, "pipelines": pipelines, "steady": steady, "totals": totals,
+            "import_rate": import_rate, "ray_init_s": ray_init_s}  # fmt: skip
 
 
 def render(args: argparse.Namespace, r: dict) -> str:
+    if engines_of(args) != ["local"]:
+        return render_engines(args, r)
+    r = {**r, "pipelines": r["pipelines"]["local"], "totals": r["totals"]["local"]}
     machine = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()})"
     cmd = (f".venv/bin/python bench/reindex.py --model {args.model} --photos {args.photos} "
            f"--size {args.size} --batch {args.batch} --workers {args.workers} "
@@ -159,6 +207,59 @@ def render(args: argparse.Namespace, r: dict) -> str:
     ])  # fmt: skip
 
 
+def render_engines(args: argparse.Namespace, r: dict) -> str:
+    """The in-process and/or the Ray runner per round, against the model alone."""
+    engines = engines_of(args)
+    machine = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()})"
+    cmd = (f".venv/bin/python bench/reindex.py --model {args.model} --photos {args.photos} "
+           f"--size {args.size} --batch {args.batch} --workers {args.workers} "
+           f"--chunk {args.chunk} --rounds {args.rounds} --engine {args.engine}")  # fmt: skip
+    label = LABELS.get(args.model, args.model) if args.model != "baseline" else (
+        "baseline variants (colour-texture, other hue bins)")  # fmt: skip
+    head = ["round", f"model alone, batch {args.batch} (img/s)"]
+    for e in engines:
+        head += [f"{e}: files -> DB (img/s)", f"{e} / model", f"{e}: after its first commit*",
+                 f"{e}: incl. index build + flip"]  # fmt: skip
+    rows = []
+    for i, m in enumerate(r["models"]):
+        cells = [str(i + 1), f"{m:.1f}"]
+        for e in engines:
+            p = r["pipelines"][e][i]
+            cells += [f"{p:.1f}", f"{p / m:.2f}x", f"{r['steady'][e][i]:.1f}",
+                      f"{r['totals'][e][i]:.1f}"]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    medians = ", ".join(
+        f"{e} {statistics.median(r['pipelines'][e]):.1f} img/s "
+        f"({median_ratio(r['pipelines'][e], r['models']):.2f}x the model)"
+        for e in engines
+    )
+    ray_note = (
+        f" A local Ray cluster on all {os.cpu_count()} CPUs started once before the rounds "
+        f"in {r['ray_init_s']:.1f} s (not counted); each Ray run counts its own actor start."
+        if r["ray_init_s"] is not None
+        else ""
+    )
+    return "\n".join([
+        f"### target model: {args.model}, engine {args.engine}",
+        "",
+        f"Command: `{cmd}`",
+        "",
+        f"Machine: {machine}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"load average {os.getloadavg()[0]:.1f} at the end. Model: {label}, {r['dim']}-d. "
+        f"Data: {r['photos']} SYNTHETIC {args.size}x{args.size} JPEG photos "
+        f"(training.synthetic), SQLite; job status {', '.join(r['statuses'])}.{ray_note}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---:|" * len(head),
+        *rows,
+        "",
+        f"Median of {args.rounds} paired rounds: {medians}. *From the first commit to the "
+        "last: leaves out start-up, but counts work finished before the first commit, so it "
+        "is an upper bound on the streaming rate (loose for small runs).",
+        "",
+    ])  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=["baseline", *PRESETS], default="dual")
@@ -168,6 +269,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--chunk", type=int, default=256)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--engine", choices=["local", "ray", "both"], default="local")
     p.add_argument("--write-docs", type=Path, default=None)
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-reindex-") as tmp:
@@ -175,7 +277,10 @@ def main() -> None:
     body = render(args, result)
     print(body)
     if args.write_docs:
-        write_section(args.write_docs, SECTION, body, subsection=f"target model: {args.model}")
+        sub = f"target model: {args.model}" + (
+            "" if args.engine == "local" else f", engine {args.engine}"
+        )
+        write_section(args.write_docs, SECTION, body, subsection=sub)
 
 
 if __name__ == "__main__":

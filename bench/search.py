@@ -3,9 +3,13 @@
 Measures, per size (clustered *synthetic* unit vectors, see bench/_vectors.py): build time and
 resident-memory growth, FAISS's own search time for one query (flat and HNSW), the same through
 ``FaissIndex.search`` (what the service calls), batched flat search per query, numpy's matrix
-product + argpartition for comparison, and HNSW recall@10 against exact search. A probe runs the
+product + argpartition for comparison, and HNSW recall@10 against exact search. The HNSW
+index is built once per size and then searched at each ``--ef-sweep`` efSearch (recall@10 and
+latency: what a higher efSearch costs), and with id filters (``--filter-fractions``: the share of
+ids allowed; filtered recall is against brute force over the allowed ids). A probe runs the
 batched flat search under several OPENBLAS_CORETYPE values in subprocesses. The result replaces
-the "## Vector search" section of docs/benchmarks.md.
+the "## Vector search" section of docs/benchmarks.md. Defaults for M / efConstruction /
+efSearch are FaissIndex's own.
 
     .venv/bin/python bench/search.py --sizes 100000 1000000
 """
@@ -30,7 +34,8 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from _vectors import clustered_vectors  # noqa: E402
 
 from bench._docs import write_section  # noqa: E402
-from indexer import FaissIndex  # noqa: E402
+from indexer import FaissIndex, IdFilter  # noqa: E402
+from indexer.faiss_index import EF_CONSTRUCTION, EF_SEARCH, HNSW_M  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Vector search"
@@ -80,6 +85,35 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
 
 
+def sweep_hnsw(index: FaissIndex, q: np.ndarray, truth: np.ndarray, efs: list[int]) -> list:
+    """Recall@10 and FaissIndex 1-query latency at each efSearch, on the already built graph."""
+    inner = index._store.inner
+    before = inner.hnsw.efSearch
+    out = []
+    for ef in efs:
+        inner.hnsw.efSearch = ef
+        ms = median_ms(lambda i: index.search(q[i : i + 1], K), len(q))
+        out.append({"ef": ef, "recall10": recall(index.search(q, K)[1], truth), "ms": ms})
+    inner.hnsw.efSearch = before
+    return out
+
+
+def bench_filters(
+    index: FaissIndex, x: np.ndarray, q: np.ndarray, fractions: list[float], nq: int
+) -> list:
+    """Filtered search: recall@10 against brute force over the allowed ids, and 1q latency."""
+    out = []
+    rng = np.random.default_rng(3)
+    for frac in fractions:
+        allowed = np.sort(rng.choice(len(x), max(K, int(frac * len(x))), replace=False))
+        flt = IdFilter.of(allowed)
+        truth = allowed[exact_topk(x[allowed], q[:nq])]
+        ms = median_ms(lambda i, f=flt: index.search(q[i : i + 1], K, allowed=f), nq)
+        found = index.search(q[:nq], K, allowed=flt)[1]
+        out.append({"fraction": frac, "recall10": recall(found, truth), "ms": ms})
+    return out
+
+
 def bench_size(n: int, args: argparse.Namespace) -> dict:
     """All measurements for one base size."""
     t = time.perf_counter()
@@ -119,6 +153,9 @@ def bench_size(n: int, args: argparse.Namespace) -> dict:
         row[f"{kind}_recall10"] = recall(found, truth)
         if kind == "flat":
             row["flat_batch_per_q_ms"] = median_ms(lambda _, r=raw: r.search(b, K), 5) / len(b)
+        else:
+            row["hnsw_sweep"] = sweep_hnsw(index, q, truth, args.ef_sweep)
+        row[f"{kind}_filtered"] = bench_filters(index, x, q, args.filter_fractions, nq_slow)
         del index, raw
     row["ratio_flat_batch_vs_numpy"] = row["flat_batch_per_q_ms"] / row["numpy_batch_per_q_ms"]
     row["ratio_flat_1q_vs_hnsw_1q"] = row["flat_faiss_1q_ms"] / row["hnsw_faiss_1q_ms"]
@@ -175,7 +212,8 @@ def render(rows: list[dict], probes: dict[str, tuple[str, float]], args: argpars
         f"Machine: {os.cpu_count()}-core CPU ({cpu}), Python {platform.python_version()}, "
         f"faiss {__import__('faiss').__version__}, numpy {np.__version__}. "
         f"HNSW M={args.hnsw_m}, efConstruction={args.ef_construction}, "
-        f"efSearch={args.ef_search}; k={K}; {args.queries} queries "
+        f"efSearch={args.ef_search} (FaissIndex defaults: M={HNSW_M}, "
+        f"efConstruction={EF_CONSTRUCTION}, efSearch={EF_SEARCH}); k={K}; {args.queries} queries "
         f"({args.slow_queries} for the slow single-query flat/numpy timings); batch {args.batch}.",
         "",
         "| vectors | build flat s | build HNSW s | RSS growth flat MB | RSS growth HNSW MB "
@@ -194,6 +232,36 @@ def render(rows: list[dict], probes: dict[str, tuple[str, float]], args: argpars
             f"| {r['ratio_flat_batch_vs_numpy']:.1f}x | {r['ratio_flat_1q_vs_hnsw_1q']:.0f}x "
             f"| {r['hnsw_recall10']:.3f} |"
         )
+    sweeps = [r for r in rows if r.get("hnsw_sweep")]
+    if sweeps:
+        lines += [
+            "",
+            "HNSW efSearch: recall@10 / FaissIndex 1-query ms on the same graph "
+            "(what a higher efSearch costs):",
+            "",
+            "| vectors | " + " | ".join(f"ef {e['ef']}" for e in sweeps[0]["hnsw_sweep"]) + " |",
+            "|" + "---:|" * (1 + len(sweeps[0]["hnsw_sweep"])),
+        ]
+        for r in sweeps:
+            cells = " | ".join(f"{e['recall10']:.3f} / {e['ms']:.2f}" for e in r["hnsw_sweep"])
+            lines.append(f"| {r['n']:,} | {cells} |")
+    if rows and rows[0].get("flat_filtered"):
+        lines += [
+            "",
+            "Id-filtered search (IdFilter of a random share of the ids): recall@10 against brute "
+            "force over the allowed ids / 1-query ms:",
+            "",
+            "| vectors | index | "
+            + " | ".join(f"{f['fraction']:.1%} allowed" for f in rows[0]["flat_filtered"])
+            + " |",
+            "|---:|---|" + "---:|" * len(rows[0]["flat_filtered"]),
+        ]
+        for r in rows:
+            for kind in ("flat", "hnsw"):
+                cells = " | ".join(
+                    f"{f['recall10']:.3f} / {f['ms']:.2f}" for f in r[f"{kind}_filtered"]
+                )
+                lines.append(f"| {r['n']:,} | {kind} | {cells} |")
     if probes:
         lines += [
             "",
@@ -219,9 +287,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--slow-queries", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--hnsw-m", type=int, default=32)
-    parser.add_argument("--ef-search", type=int, default=128)
-    parser.add_argument("--ef-construction", type=int, default=40)
+    parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
+    parser.add_argument("--ef-search", type=int, default=EF_SEARCH)
+    parser.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
+    parser.add_argument("--ef-sweep", type=int, nargs="*", default=[64, 128, 256, 512])
+    parser.add_argument("--filter-fractions", type=float, nargs="*", default=[0.01, 0.2])
     parser.add_argument("--probe-size", type=int, default=100_000)
     parser.add_argument("--probe-cores", nargs="*", default=["default", "Haswell", "SkylakeX"])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")

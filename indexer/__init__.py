@@ -1,6 +1,7 @@
-"""Vector index (FAISS CPU/GPU) and its snapshots; batch pipelines live beside them."""
+"""Vector indexes (FAISS CPU/GPU, Milvus) and FAISS snapshots; batch pipelines live beside them."""
 
 from indexer.faiss_index import FaissIndex
+from indexer.filters import IdFilter
 from indexer.placement import PlacementError, faiss_gpu_count, resolve_device
 from indexer.snapshot import load_snapshot, save_snapshot
 from indexer.vector_index import PAD_ID, PAD_SCORE, VectorIndex
@@ -9,6 +10,7 @@ __all__ = [
     "PAD_ID",
     "PAD_SCORE",
     "FaissIndex",
+    "IdFilter",
     "PlacementError",
     "VectorIndex",
     "faiss_gpu_count",

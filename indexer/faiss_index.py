@@ -15,6 +15,16 @@ The index switches from flat to HNSW when it grows past ``hnsw_threshold`` (rebu
 flat index's own vectors, no second copy is kept). On a GPU it stays flat: exact GPU search is
 fast to ~10M vectors and faiss has no GPU HNSW.
 
+Filtered search (``search(..., allowed=IdFilter)``) is compiled per layout:
+
+- flat: an ``IDSelectorBatch`` over the allowed ids (faiss skips the others): exact. On a GPU,
+  where faiss takes no selector, the allowed vectors are gathered and scanned exactly.
+- hnsw: when few ids are allowed (at most ``exact_filter_limit``, or a fraction so small that
+  the graph would need an efSearch above ``filter_ef_cap`` to find k of them), an exact scan
+  of the stored vectors restricted by a selector over their slots: never worse than a flat scan
+  and usually far cheaper. Otherwise HNSW with the selector and efSearch raised by
+  live / allowed, so the graph walk meets as many allowed vectors as an unfiltered one does.
+
 ``search_threads`` caps the OpenMP threads of one search. FAISS splits a single query's flat
 scan over every core by default; in a service that answers concurrent requests from a thread
 pool that oversubscribes the cores, and on a small machine even one query alone runs slower
@@ -34,12 +44,52 @@ from typing import Any, Literal, Protocol
 import faiss
 import numpy as np
 
+from indexer.filters import IdFilter
 from indexer.placement import Device, new_flat_ip, resolve_device
-from indexer.vector_index import PAD_ID, PAD_SCORE
+from indexer.vector_index import PAD_ID, PAD_SCORE, check_ids, check_vectors
 
 Kind = Literal["flat", "hnsw"]
 GPU_MAX_K = 2048  # faiss GPU selection limit
-NORM_TOLERANCE = 1e-3
+
+# HNSW defaults, measured at 1M clustered 512-d vectors (bench/search.py, 2026-12-02, 2 loaded
+# cores): efConstruction 40 caps recall@10 below 0.95 whatever efSearch costs (0.889 at ef 128,
+# 0.931 at 256, 0.948 at 1024); efConstruction 200 gives 0.965 at ef 64, 0.995 at 96 and 1.000
+# at 128 (1.3 ms per query). The build costs more (wall time under the same heavy machine
+# load: 2,674 s at efConstruction 40, 2,831 s at 200; a quiet-box time for 200 is not measured).
+HNSW_M = 32
+EF_SEARCH = 128
+EF_CONSTRUCTION = 200
+#: Filtered HNSW searches allowing at most this many ids scan those ids exactly instead.
+EXACT_FILTER_LIMIT = 20_000
+#: Highest efSearch a filtered HNSW search may raise to; a sparser filter is scanned exactly.
+FILTER_EF_CAP = 1024
+
+
+def _search(index: Any, x: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """index.search with search parameters (a selector, efSearch).
+
+    faiss.contrib.torch_utils (imported by pytorch-metric-learning) replaces every index's
+    search with one that drops ``params``; the original stays as search_numpy.
+    """
+    fn = getattr(index, "search_numpy", None) or index.search
+    return fn(x, k, params=params) if params is not None else fn(x, k)
+
+
+def _empty(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """No results for m queries (padded to k by the caller)."""
+    return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
+
+
+def _topk_exact(
+    queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product of queries against a (small) gathered set of vectors."""
+    scores = queries @ vectors.T
+    kk = min(k, len(ids))
+    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    part_s = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_s, axis=1, kind="stable")
+    return np.take_along_axis(part_s, order, axis=1), ids[np.take_along_axis(part, order, axis=1)]
 
 
 def _reconstruct_n(index: faiss.Index, n: int) -> np.ndarray:
@@ -61,6 +111,9 @@ class _Store(Protocol):
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
     def remove(self, ids: np.ndarray) -> int: ...
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_allowed(
+        self, queries: np.ndarray, k: int, allowed: IdFilter
+    ) -> tuple[np.ndarray, np.ndarray]: ...
     def export(self) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -107,6 +160,19 @@ class _FlatStore:
             raise ValueError(f"k={k} exceeds the faiss GPU limit of {GPU_MAX_K}")
         return self.index.search(queries, k)
 
+    def search_allowed(
+        self, queries: np.ndarray, k: int, allowed: IdFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.device == "gpu":  # faiss GPU indexes take no selector: scan the allowed exactly
+            hit = np.fromiter((i for i in allowed.ids.tolist() if i in self._live), np.int64)
+            if not len(hit):
+                return _empty(len(queries))
+            index = self.index
+            fn = getattr(index, "reconstruct_batch_numpy", None) or index.reconstruct_batch
+            return _topk_exact(queries, np.asarray(fn(hit), dtype=np.float32), hit, k)
+        sel = faiss.IDSelectorBatch(allowed.ids)  # IndexIDMap2 translates slots to ids
+        return _search(self.index, queries, k, faiss.SearchParameters(sel=sel))
+
     def export(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.index.ntotal
         return _id_map(self.index).copy(), _reconstruct_n(self.index.index, n)
@@ -118,7 +184,15 @@ class _HnswStore:
     kind: Kind = "hnsw"
 
     def __init__(
-        self, dim: int, *, m: int, ef_search: int, ef_construction: int, index: Any = None
+        self,
+        dim: int,
+        *,
+        m: int,
+        ef_search: int,
+        ef_construction: int,
+        index: Any = None,
+        exact_filter_limit: int = EXACT_FILTER_LIMIT,
+        filter_ef_cap: int = FILTER_EF_CAP,
     ) -> None:
         if index is None:
             inner = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
@@ -127,6 +201,9 @@ class _HnswStore:
         self.index = index
         self.inner = faiss.downcast_index(index.index)
         self.inner.hnsw.efSearch = ef_search
+        self.ef_search = ef_search
+        self.exact_filter_limit = exact_filter_limit
+        self.filter_ef_cap = filter_ef_cap
         labels = _id_map(index)
         self._slot = {int(i): pos for pos, i in enumerate(labels.tolist()) if i >= 0}
         self.dead = int(index.ntotal) - len(self._slot)
@@ -153,6 +230,30 @@ class _HnswStore:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(queries, min(int(self.index.ntotal), k + self.dead))
+
+    def filtered_ef(self, allowed: int, k: int) -> int | None:
+        """efSearch for a selector search allowing `allowed` ids; None: scan exactly instead."""
+        if allowed <= self.exact_filter_limit:
+            return None
+        ef = max(self.ef_search, k, int(np.ceil(self.ef_search * len(self) / allowed)))
+        return ef if ef <= self.filter_ef_cap else None
+
+    def search_allowed(
+        self, queries: np.ndarray, k: int, allowed: IdFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ef = self.filtered_ef(len(allowed), k)
+        if ef is not None:  # IndexIDMap translates slots to ids; tombstones (-1) never match
+            sel = faiss.IDSelectorBatch(allowed.ids)
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+            return _search(self.index, queries, k, params)
+        slots = [p for p in map(self._slot.get, allowed.ids.tolist()) if p is not None]
+        if not slots:
+            return _empty(len(queries))
+        storage = faiss.downcast_index(self.inner.storage)  # the flat vectors, by slot
+        sel = faiss.IDSelectorBatch(np.asarray(slots, dtype=np.int64))
+        scores, pos = _search(storage, queries, min(k, len(slots)), faiss.SearchParameters(sel=sel))
+        labels = _id_map(self.index)
+        return scores, np.where(pos >= 0, labels[np.maximum(pos, 0)], PAD_ID)
 
     def export(self) -> tuple[np.ndarray, np.ndarray]:
         labels = _id_map(self.index).copy()
@@ -209,12 +310,14 @@ class FaissIndex:
         dim: int,
         *,
         hnsw_threshold: int = 100_000,
-        hnsw_m: int = 32,
-        ef_search: int = 128,
+        hnsw_m: int = HNSW_M,
+        ef_search: int = EF_SEARCH,
         device: str = "auto",
-        ef_construction: int = 40,
+        ef_construction: int = EF_CONSTRUCTION,
         compact_ratio: float = 0.2,
         search_threads: int | None = None,
+        exact_filter_limit: int = EXACT_FILTER_LIMIT,
+        filter_ef_cap: int = FILTER_EF_CAP,
     ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -225,6 +328,8 @@ class FaissIndex:
         self.ef_construction = ef_construction
         self.compact_ratio = compact_ratio
         self.search_threads = search_threads
+        self.exact_filter_limit = exact_filter_limit
+        self.filter_ef_cap = filter_ef_cap
         self.device: Device = resolve_device(device)
         self._lock = threading.Lock()
         self._store: _Store = _FlatStore(dim, self.device)
@@ -244,25 +349,37 @@ class FaissIndex:
             labels = _id_map(self._store.index).copy()
         return np.sort(labels[labels >= 0])
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: IdFilter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: scores (m, k) float32, ids (m, k) int64, padded -inf / -1.
 
-        k may exceed the number of vectors; the extra columns are padding.
+        k may exceed the number of vectors; the extra columns are padding. With `allowed`
+        only those ids are returned (see the module docstring for how that is searched).
         """
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        if allowed is not None and not isinstance(allowed, IdFilter):
+            raise TypeError(f"allowed must be an IdFilter, got {type(allowed).__name__}")
         queries = self._check_vectors(queries, "queries", unit=False)
         with self._lock:
             live = len(self._store)
-            if live == 0 or len(queries) == 0:
+            if live == 0 or len(queries) == 0 or (allowed is not None and not len(allowed)):
                 return _pad(
                     np.zeros((len(queries), 0), np.float32),
                     np.zeros((len(queries), 0), np.int64),
                     int(k),
                 )
             with omp_threads(self.search_threads):
-                scores, labels = self._store.search(queries, min(int(k), live))
+                if allowed is None:
+                    scores, labels = self._store.search(queries, min(int(k), live))
+                else:
+                    kk = min(int(k), live, len(allowed))
+                    scores, labels = self._store.search_allowed(queries, kk, allowed)
         return _pad(scores, labels, int(k))
+
+    def flush(self) -> None:
+        """Nothing to do: the index lives in memory and `save` writes snapshots."""
 
     # -- updates ---------------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -317,6 +434,8 @@ class FaissIndex:
                 ef_search=self.ef_search,
                 ef_construction=self.ef_construction,
                 index=index,
+                exact_filter_limit=self.exact_filter_limit,
+                filter_ef_cap=self.filter_ef_cap,
             )
         return _FlatStore(self.dim, self.device, index=index)
 
@@ -357,6 +476,8 @@ class FaissIndex:
                 ef_search=self.ef_search,
                 ef_construction=self.ef_construction,
                 index=index,
+                exact_filter_limit=self.exact_filter_limit,
+                filter_ef_cap=self.filter_ef_cap,
             )
         elif flat_file:
             store = _FlatStore(inner.d, "cpu", index=index)
@@ -369,28 +490,10 @@ class FaissIndex:
 
     # -- validation ------------------------------------------------------------------------
     def _check_ids(self, ids: np.ndarray) -> np.ndarray:
-        arr = np.asarray(ids)
-        if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-            raise ValueError(f"ids must be a 1-D integer array, got {arr.dtype} {arr.shape}")
-        if arr.size and arr.min() < 0:
-            raise ValueError("ids must be non-negative (-1 marks padding)")
-        return np.ascontiguousarray(arr, dtype=np.int64)
+        return check_ids(ids)
 
     def _check_vectors(self, vectors: np.ndarray, what: str, *, unit: bool) -> np.ndarray:
-        arr = np.asarray(vectors, dtype=np.float32)
-        if arr.ndim == 1 and what == "queries":
-            arr = arr[None, :]
-        if arr.ndim != 2 or arr.shape[1] != self.dim:
-            raise ValueError(
-                f"{what} must have shape (n, {self.dim}) for this index, got {arr.shape}"
-            )
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{what} contain NaN or infinite values")
-        if unit and len(arr):
-            norms = np.linalg.norm(arr, axis=1)
-            if np.abs(norms - 1).max() > NORM_TOLERANCE:
-                raise ValueError(f"{what} must be L2-normalised (inner product = cosine)")
-        return np.ascontiguousarray(arr)
+        return check_vectors(vectors, self.dim, what, unit=unit)
 
 
 def _write_index(index: Any, path: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from typing import Annotated
@@ -16,6 +19,9 @@ from sqlalchemy.orm import Session
 from app.services.errors import ProblemError
 from app.services.keys import Principal, authenticate
 from app.services.runtime import Runtime
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer esk_...`")
 
@@ -39,7 +45,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 class RateLimiter:
-    """Sliding one-minute window per key; 0 disables it."""
+    """Sliding one-minute window per key, counted in this process; 0 disables it."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
@@ -65,6 +71,77 @@ class RateLimiter:
             hits = self._hits.get(key)
             oldest = hits[0] if hits else time.monotonic()
         return max(1, math.ceil(60 - (time.monotonic() - oldest)))
+
+
+# One atomic step per request: drop hits older than the window, count, add this one if under
+# the limit. Redis's own clock, so workers on several machines share one window.
+_SLIDING_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000000)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now, now .. '-' .. ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 61000)
+return 1
+"""
+
+
+class RedisRateLimiter(RateLimiter):
+    """The same window shared by every worker through Redis (setting redis_url).
+
+    Redis down or unreachable: the request is let through (logged once a minute): a limiter
+    outage must not take the service down with it.
+    """
+
+    def __init__(self, per_minute: int, url: str, prefix: str = "endoseek:rate:") -> None:
+        import redis
+
+        super().__init__(per_minute)
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._script = self._redis.register_script(_SLIDING_WINDOW)
+        self._prefix = prefix
+        self._warned = 0.0
+
+    def allow(self, key: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        import redis
+
+        try:
+            ok = self._script(keys=[self._prefix + key], args=[self.per_minute, uuid.uuid4().hex])
+        except redis.RedisError as exc:
+            self._warn(exc)
+            return True
+        return bool(ok)
+
+    def retry_after(self, key: str) -> int:
+        import redis
+
+        try:
+            oldest = self._redis.zrange(self._prefix + key, 0, 0, withscores=True)
+            sec, usec = self._redis.time()
+        except redis.RedisError:
+            return 60
+        if not oldest:
+            return 1
+        now_us = sec * 1_000_000 + usec
+        return max(1, math.ceil(60 - (now_us - oldest[0][1]) / 1e6))
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned > 60:
+            self._warned = now
+            log.warning("rate limiter: Redis unreachable (%s); not limiting", type(exc).__name__)
+
+
+def rate_limiter_for(settings: Settings) -> RateLimiter:
+    """Redis-backed when redis_url is set (several workers), else in-process."""
+    url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    if url and settings.rate_limit_per_minute > 0:
+        # one namespace per installation (its database): key ids repeat across installations
+        site = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+        return RedisRateLimiter(settings.rate_limit_per_minute, url, f"endoseek:rate:{site}:")
+    return RateLimiter(settings.rate_limit_per_minute)
 
 
 def current_key(

@@ -12,6 +12,7 @@ import signal
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +36,13 @@ jobs_app = typer.Typer(help="Batch jobs: list, show, resume.", no_args_is_help=T
 Batch = Annotated[int, typer.Option("--batch", min=1, help="Images per model call.")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Decoder threads.")]
 ChunkOpt = Annotated[int, typer.Option("--chunk", min=1, help="Rows per DB transaction.")]
+
+
+class Engine(StrEnum):
+    """Where a re-index embeds: this process, or a Ray Data cluster."""
+
+    local = "local"
+    ray = "ray"
 
 
 def _context() -> JobContext:
@@ -108,13 +116,40 @@ def reindex_cmd(
     batch: Batch = 64,
     workers: Workers = 2,
     chunk: ChunkOpt = 256,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="local: this process (default); ray: a Ray Data cluster (pip install "
+            "'endoseek\\[ray]'), GPUs per model actor when it has them.",
+        ),
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster address (e.g. ray-head:6379 or auto); default: a local Ray "
+            "started for this run. Only with --engine ray.",
+        ),
+    ] = None,
 ) -> None:
     """Re-embed every photo with BUNDLE, then make it the active model (zero downtime)."""
     from app.services import reindex
 
+    if address and engine is not Engine.ray:
+        console.print("[red]--address needs --engine ray")
+        raise typer.Exit(2)
     ctx = _context()
     try:
-        job = reindex.start_reindex(ctx, bundle, batch=batch, workers=workers, chunk=chunk)
+        job = reindex.start_reindex(
+            ctx,
+            bundle,
+            batch=batch,
+            workers=workers,
+            chunk=chunk,
+            engine=engine.value,
+            address=address,
+        )
     except reindex.ReindexRefusedError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from exc

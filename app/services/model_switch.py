@@ -4,7 +4,9 @@ A re-index run by the CLI flips the active model in the DB; the server sees it o
 check (`ModelWatcher`, every few seconds), loads the new bundle and its index (the snapshot
 the job wrote, reconciled with the DB), and swaps both in. Until then searches answer from
 the old index; the old one is dropped only after the swap. The same check adds vectors that
-other processes committed (CLI import, late ingest) and removes deleted ids.
+other processes committed (CLI import, late ingest) and removes deleted ids. Every worker of
+`serve --workers N` runs its own watcher, so a flip reaches each of them within one interval;
+with Milvus the switch also points the `<prefix>_current` alias at the new collection.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from app.services.batching import MicroBatcher
 from app.services.index_service import IndexService
 from app.services.runtime import Runtime
 from embedder import Embedder
-from indexer import FaissIndex
+from indexer.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
 
-def switch_runtime(rt: Runtime, emb: Embedder, index: FaissIndex) -> None:
+def switch_runtime(rt: Runtime, emb: Embedder, index: VectorIndex) -> None:
     """Serve `emb` and its `index` from now on; the old batcher drains, the old index goes."""
     assert rt.index is not None
     s = rt.settings
@@ -40,6 +42,7 @@ def switch_runtime(rt: Runtime, emb: Embedder, index: FaissIndex) -> None:
     old = rt.batcher
     rt.embedder, rt.batcher = emb, batcher
     rt.index.swap(emb.bundle_id, index)
+    rt.index.activate()  # Milvus: the alias follows the DB's active model (idempotent)
     if old is not None:
         old.close()
     catch_up(rt.index, rt.sessions)  # vectors committed after the new index was built

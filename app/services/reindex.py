@@ -5,13 +5,19 @@ parallel decode + preprocess -> embed -> chunks of embeddings committed together
 job's cursor. When the stream is exhausted, gaps are swept (photos committed late), the new
 index is built from the DB beside the live one and snapshotted, and one transaction flips the
 active model and completes the job. Searches use the old index until the flip.
+
+Engine "ray" runs the same decode, Mapper and commit on a Ray cluster (indexer.pipeline
+.ray_runner). Ray keeps no order, so it has no cursor: its work list is the set of photos
+without a vector of the new model, which a killed run leaves smaller, and the sweep after it
+embeds whatever is still missing in this process.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +29,14 @@ from app.db.models import Embedding, Image, Job
 from app.services import jobs, model_registry, model_switch, vectors
 from app.services.index_service import IndexService
 from app.services.job_exec import JobContext, Progress, Stages, run_job, run_stages
-from embedder import Embedder, decode_image
-from indexer.pipeline import Chunk, Decoded, RunResult
+from app.services.storage import Storage
+from embedder import Embedder, decode_image, image_to_tensor
+from indexer.pipeline import Chunk, ChunkWriter, Decoded, EmbedFn, RunResult
 
 log = logging.getLogger(__name__)
 KIND = "reindex"
+ENGINES = ("local", "ray")
+PAGE = 10_000
 
 
 class ReindexRefusedError(ValueError):
@@ -60,6 +69,53 @@ class StoredImages:
             rows = session.execute(q.order_by(Image.id).limit(limit)).all()
         return [(int(i), (uid, key)) for i, uid, key in rows]
 
+    def todo(self) -> list[tuple[int, tuple[uuid.UUID, str]]]:
+        """Every such image: the set-based work list (what is committed is not in it)."""
+        out: list[tuple[int, tuple[uuid.UUID, str]]] = []
+        while page := self.fetch(out[-1][0] if out else None, PAGE):
+            out += page
+        return out
+
+
+@dataclass(frozen=True)
+class PhotoDecoder:
+    """A stored photo -> the model's input tensor; picklable, so Ray workers run it as is.
+
+    The same steps as `Embedder.preprocess` (tests hold them equal) without the model.
+    """
+
+    storage: Storage
+    max_pixels: int
+    space: str
+    input_size: int
+    crop_border: bool
+
+    @classmethod
+    def of(cls, ctx: JobContext, emb: Embedder) -> PhotoDecoder:
+        pre = emb.config.preprocess
+        return cls(ctx.storage, ctx.settings.max_pixels, emb.bundle_id, pre.input_size,
+                   pre.crop_black_border)  # fmt: skip
+
+    def __call__(self, item: tuple[uuid.UUID, str]) -> Decoded:
+        image = decode_image(self.storage.read(item[1]), max_pixels=self.max_pixels)
+        tensor = image_to_tensor(image, size=self.input_size, crop_border=self.crop_border)
+        return Decoded({self.space: tensor})
+
+
+@dataclass(frozen=True)
+class BundleLoader:
+    """Loads the bundle where it is called (a Ray actor), once; refuses a changed bundle."""
+
+    path: str
+    model_id: str
+    device: str | None
+
+    def __call__(self) -> dict[str, EmbedFn]:
+        emb = Embedder.from_bundle(self.path, device=self.device)
+        if emb.bundle_id != self.model_id:
+            raise ValueError(f"bundle {self.path} changed: it is no longer {self.model_id[:12]}")
+        return {self.model_id: emb.embed_tensors}
+
 
 def insert_embeddings(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert (image_id, model_id, vector) rows; rows already present (ingest) are kept."""
@@ -72,9 +128,25 @@ def insert_embeddings(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def start_reindex(
-    ctx: JobContext, bundle: str | Path, *, batch: int = 64, workers: int = 2, chunk: int = 256
+    ctx: JobContext,
+    bundle: str | Path,
+    *,
+    batch: int = 64,
+    workers: int = 2,
+    chunk: int = 256,
+    engine: str = "local",
+    address: str | None = None,
+    actors: int | None = None,
 ) -> Job:
-    """Register the bundle's model (inactive) and create the pending job."""
+    """Register the bundle's model (inactive) and create the pending job.
+
+    `engine="ray"` embeds on the Ray cluster at `address` (None: a local one started for the
+    run) with `actors` model actors (None: one per GPU, else one per CPU but one).
+    """
+    if engine not in ENGINES:
+        raise ReindexRefusedError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        _require_ray()
     path = str(Path(bundle).resolve())
     emb = Embedder.from_bundle(path, device="cpu")
     with ctx.sessions.begin() as session:
@@ -85,7 +157,8 @@ def start_reindex(
         running = session.scalars(sa.select(Job).where(Job.kind == KIND, Job.status == "running"))
         if any(jobs.live(j, ctx.stale_after_s) for j in running):
             raise ReindexRefusedError("another re-index is running; resume or wait for it")
-        params = {"bundle": path, "batch": batch, "workers": workers, "chunk": chunk}
+        params = {"bundle": path, "batch": batch, "workers": workers, "chunk": chunk,
+                  "engine": engine, "address": address, "actors": actors}  # fmt: skip
         job = jobs.create(session, KIND, params, model_id=emb.bundle_id)
     return job
 
@@ -103,6 +176,11 @@ def _body(ctx: JobContext, lease: jobs.Lease, progress: Progress | None) -> str:
     emb = Embedder.from_bundle(params["bundle"], device=_device(ctx))
     if emb.bundle_id != model_id:
         raise ValueError(f"bundle {params['bundle']} changed: it is no longer {model_id[:12]}")
+    ray = params.get("engine", "local") == "ray"
+    if ray and base[1]:  # every earlier failure is in the work list again: count it anew
+        with ctx.sessions.begin() as session:
+            jobs.commit_progress(session, lease, cursor=None, done=0, failed=-base[1])
+        base = (base[0], 0)
     source = StoredImages(ctx.sessions, model_id)
     total = base[0] + base[1] + source.count()
     jobs.set_total(ctx.sessions, lease, total)
@@ -114,19 +192,57 @@ def _body(ctx: JobContext, lease: jobs.Lease, progress: Progress | None) -> str:
             )
 
     sizes = {k: int(params[k]) for k in ("batch", "workers", "chunk")}
-    result = run_stages(
-        ctx, _stages(ctx, lease, emb, source, lease.cursor, True), **sizes, progress=report
-    )
+    stages = _stages(ctx, lease, emb, source, lease.cursor, True)
+    if ray:
+        result = _ray_pass(ctx, stages, params, model_id, source.todo(), report)
+        upto: int | None = None  # the sweep below takes every photo still missing
+    else:
+        result = run_stages(ctx, stages, **sizes, progress=report)
+        upto = result.last_key if result.last_key is not None else lease.cursor
     if result.stopped:
         return "interrupted"
-    upto = result.last_key if result.last_key is not None else lease.cursor
-    if upto is not None:  # photos committed late, below the cursor: embed them before the flip
+    if upto is not None or ray:  # photos committed late (below the cursor): embed them too
         gaps = StoredImages(ctx.sessions, model_id, upto=upto)
         run_stages(ctx, _stages(ctx, lease, emb, gaps, None, False), **sizes)
     if ctx.stop.is_set():
         return "interrupted"
     _flip(ctx, lease, emb)
     return "completed"
+
+
+def _ray_pass(
+    ctx: JobContext,
+    stages: Stages,
+    params: dict[str, Any],
+    model_id: str,
+    todo: list[tuple[int, tuple[uuid.UUID, str]]],
+    report: Callable[[RunResult], None],
+) -> RunResult:
+    """The work list through the Ray runner; the driver commits through `stages.commit`."""
+    from indexer.pipeline.ray_runner import RayRunner, plan_pool, ray_session
+
+    if not todo:
+        return RunResult()  # a resumed run with nothing left: no cluster needed
+    writer = ChunkWriter(stages.commit, chunk_size=int(params["chunk"]), background=True)
+    with ray_session(params.get("address")):
+        import ray
+
+        pool = plan_pool(ray.cluster_resources(), params.get("actors"))
+        log.info("re-index on Ray: %d photos, %s", len(todo), pool)
+        # an actor given a GPU embeds on it (auto picks the CUDA device Ray assigned)
+        load = BundleLoader(params["bundle"], model_id, None if pool.gpus else "cpu")
+        runner = RayRunner(todo, stages.decode, load, writer, batch_size=int(params["batch"]),
+                           pool=pool, on_progress=report, stop=ctx.stop)  # fmt: skip
+        return runner.run()
+
+
+def _require_ray() -> None:
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ReindexRefusedError(
+            "engine ray needs Ray Data: pip install 'endoseek[ray]' (ray[data])"
+        ) from exc
 
 
 def _stages(
@@ -137,11 +253,7 @@ def _stages(
     after: int | None,
     advance: bool,
 ) -> Stages:
-    max_pixels, storage, mid = ctx.settings.max_pixels, ctx.storage, emb.bundle_id
-
-    def decode(item: tuple[uuid.UUID, str]) -> Decoded:
-        image = decode_image(storage.read(item[1]), max_pixels=max_pixels)
-        return Decoded({mid: emb.preprocess(image)})
+    mid = emb.bundle_id
 
     def commit(chunk: Chunk) -> None:
         vecs = chunk.matrix(mid)
@@ -161,7 +273,7 @@ def _stages(
                 errors=errors if advance else None,
             )
 
-    return Stages(source, decode, {mid: emb.embed_tensors}, commit, after=after)
+    return Stages(source, PhotoDecoder.of(ctx, emb), {mid: emb.embed_tensors}, commit, after=after)
 
 
 def _flip(ctx: JobContext, lease: jobs.Lease, emb: Embedder) -> None:
@@ -172,6 +284,7 @@ def _flip(ctx: JobContext, lease: jobs.Lease, emb: Embedder) -> None:
     with ctx.sessions.begin() as session:
         model_registry.activate(session, emb.bundle_id)
         jobs.finish(session, lease, "completed")
+    beside.activate()  # Milvus: <prefix>_current -> the new collection (FAISS: no-op)
     log.info(
         "re-index flipped the active model to %s (%d vectors)", emb.bundle_id[:12], len(beside)
     )

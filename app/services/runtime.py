@@ -77,6 +77,7 @@ class Runtime:
             self.sessions, s, self.embedder.bundle_id, self.embedder.dim
         )
         self.index.start()
+        self.index.activate()  # the DB's active model (Milvus: the "current" alias follows)
         self.index.start_background(s.snapshot_interval_s)
         self.metrics.index_size.set_function(lambda: len(self.index or ()))
         self.decode_pool = ThreadPoolExecutor(s.decode_threads, thread_name_prefix="decode")

@@ -1,4 +1,11 @@
-"""Similarity search: query vector -> index top-k (over-fetched) -> DB filters -> ranked hits."""
+"""Similarity search: query vector -> index top-k -> DB rows -> ranked hits.
+
+Filters live in the database (the source of truth: labels change on review), so a filtered
+search first compiles them to the allowed image ids in SQL and hands those to the index
+(`IdFilter`: a FAISS id selector or a Milvus `id in [...]`), which makes it exact. Only when
+the allowed set is larger than `search_filter_max_ids` (a filter that excludes little) does
+it over-fetch unfiltered and drop what the filters refuse, widening until k are found.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from app.services import vectors
 from app.services.errors import ProblemError
 from app.services.ingest import IngestService, Serving, Upload
 from app.services.runtime import Runtime
+from indexer.filters import IdFilter
 
 
 @dataclass
@@ -125,34 +133,92 @@ class SearchService:
         filters: SearchFilters,
         exclude_image_id: int | None = None,
     ) -> list[Hit]:
-        """Top-k live images matching the filters, best first.
-
-        Asks the index for more than k (x search_overfetch) and widens the request until k
-        results pass the filters or the whole index has been seen.
-        """
+        """Top-k live images matching the filters, best first (exact for the index's kind)."""
         rt = self.rt
         assert rt.index is not None
-        total = len(rt.index)
-        if total == 0:
-            return []
-        extra = 1 if exclude_image_id is not None else 0
-        fetch = min(total, k + extra if not filters.any() else k * rt.settings.search_overfetch)
-        while True:
-            with rt.metrics.step("index", "search"):
-                scores, ids = rt.index.search(query, max(fetch, 1))
-            ranked = [
-                (int(i), float(s))
-                for i, s in zip(ids[0], scores[0], strict=True)
-                if i >= 0 and i != exclude_image_id
-            ]
-            with rt.metrics.step("database", "search"):
-                rows = self._resolve(session, [i for i, _ in ranked], filters)
-            hits = [(i, s) for i, s in ranked if i in rows][:k]
-            if len(hits) >= k or fetch >= total:
-                break
-            fetch = min(total, fetch * 4)
+        allowed = self._allowed_ids(session, filters) if filters.any() else None
+        if allowed is not None:
+            ranked, fetched = self._search_allowed(query, k, allowed, exclude_image_id), 0
+        else:
+            ranked, fetched = self._search_overfetch(query, k, filters.any(), exclude_image_id)
+        with rt.metrics.step("database", "search"):
+            rows = self._resolve(session, [i for i, _ in ranked], filters)
+        hits = [(i, s) for i, s in ranked if i in rows][:k]
+        if fetched and len(hits) < k:  # filters (or a delete racing the index) dropped some
+            hits = self._widen(session, query, k, filters, exclude_image_id, fetched, rows, hits)
         rt.metrics.searches.inc()
         return [Hit(rank, score, *rows[i]) for rank, (i, score) in enumerate(hits, start=1)]
+
+    def _allowed_ids(self, session: Session, f: SearchFilters) -> np.ndarray | None:
+        """The live image ids the filters allow, or None when more than the bound (then the
+        caller over-fetches: handing a huge set to the index costs more than it saves)."""
+        bound = self.rt.settings.search_filter_max_ids
+        with self.rt.metrics.step("database", "search"):
+            active = f.active()
+            found = session.connection().execute(
+                _allowed_stmt(frozenset(active)), {**active, "limit": bound + 1}
+            )
+            ids = np.fromiter((r[0] for r in found), dtype=np.int64)
+        return None if len(ids) > bound else ids
+
+    def _search_allowed(
+        self, query: np.ndarray, k: int, allowed: np.ndarray, exclude: int | None
+    ) -> list[tuple[int, float]]:
+        """Top-k among the allowed ids only (the index compiles the filter)."""
+        if exclude is not None:
+            allowed = allowed[allowed != exclude]
+        if len(allowed) == 0:
+            return []
+        assert self.rt.index is not None
+        with self.rt.metrics.step("index", "search"):
+            scores, ids = self.rt.index.search(
+                query, min(k, len(allowed)), allowed=IdFilter.of(allowed)
+            )
+        return _ranked(ids, scores, exclude)
+
+    def _search_overfetch(
+        self, query: np.ndarray, k: int, filtered: bool, exclude: int | None
+    ) -> tuple[list[tuple[int, float]], int]:
+        """Top (k + 1 for an excluded query image, x search_overfetch when filtered) and how
+        many were asked for (0: the index has no more to give)."""
+        rt = self.rt
+        assert rt.index is not None
+        total = rt.index.fetch_limit()
+        if total == 0:
+            return [], 0
+        extra = 1 if exclude is not None else 0
+        fetch = max(1, min(total, k * rt.settings.search_overfetch if filtered else k + extra))
+        with rt.metrics.step("index", "search"):
+            scores, ids = rt.index.search(query, fetch)
+        exhausted = int((ids[0] >= 0).sum()) < fetch
+        return _ranked(ids, scores, exclude), 0 if exhausted else fetch
+
+    def _widen(
+        self,
+        session: Session,
+        query: np.ndarray,
+        k: int,
+        filters: SearchFilters,
+        exclude: int | None,
+        fetch: int,
+        rows: dict[int, tuple[ImageRow, ProcedureRow, list[LabelRow]]],
+        hits: list[tuple[int, float]],
+    ) -> list[tuple[int, float]]:
+        """Over-fetch 4x more until k results pass the filters or the index is exhausted."""
+        rt = self.rt
+        assert rt.index is not None
+        total = rt.index.fetch_limit()
+        while len(hits) < k and 0 < fetch < total:
+            fetch = min(total, fetch * 4)
+            with rt.metrics.step("index", "search"):
+                scores, ids = rt.index.search(query, fetch)
+            if int((ids[0] >= 0).sum()) < fetch:
+                fetch = 0  # the index gave all it has: this round is the last
+            ranked = _ranked(ids, scores, exclude)
+            with rt.metrics.step("database", "search"):
+                rows.update(self._resolve(session, [i for i, _ in ranked], filters))
+            hits = [(i, s) for i, s in ranked if i in rows][:k]
+        return hits
 
     def _resolve(
         self, session: Session, ids: list[int], f: SearchFilters
@@ -170,6 +236,15 @@ class SearchService:
             if row[_NP] is not None:
                 entry[2].append(LabelRow(*row[_NP:]))
         return out
+
+
+def _ranked(ids: np.ndarray, scores: np.ndarray, exclude: int | None) -> list[tuple[int, float]]:
+    """(id, score) of the first query's results, padding and the excluded id dropped."""
+    return [
+        (int(i), float(s))
+        for i, s in zip(ids[0], scores[0], strict=True)
+        if i >= 0 and i != exclude
+    ]
 
 
 # The search path reads plain rows of the tables (no ORM objects, statements built once and
@@ -202,6 +277,22 @@ def _resolve_stmt(active: frozenset[str]) -> sa.Select:
         .where(_I.c.id.in_(sa.bindparam("ids", expanding=True)), _I.c.deleted_at.is_(None))
         .order_by(_I.c.id, _L.c.id)
     )
+    return q.where(*_filter_clauses(active))
+
+
+@functools.lru_cache(maxsize=64)
+def _allowed_stmt(active: frozenset[str]) -> sa.Select:
+    """Ids of live images that pass the named filters, at most :limit of them."""
+    q = (
+        sa.select(_I.c.id)
+        .join_from(_I, _P, _P.c.id == _I.c.procedure_id)
+        .where(_I.c.deleted_at.is_(None), *_filter_clauses(active))
+    )
+    return q.limit(sa.bindparam("limit"))
+
+
+def _filter_clauses(active: frozenset[str]) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses of the named filters over images `_I` joined with procedures `_P`."""
     when = sa.func.coalesce(_I.c.captured_at, _I.c.created_at)
     wanted = _L.alias("wanted")  # not the outer-joined labels, which list every label
     clauses = {
@@ -214,6 +305,4 @@ def _resolve_stmt(active: frozenset[str]) -> sa.Select:
             wanted.c.image_id == _I.c.id, wanted.c.label == sa.bindparam("label")
         ),
     }
-    for name in sorted(active):
-        q = q.where(clauses[name]())
-    return q
+    return [clauses[name]() for name in sorted(active)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 import torch
@@ -33,16 +33,41 @@ class EmbeddedBatch(Generic[T]):
 class Mapper:
     """Runs `embedders[space]` on the stacked tensors of that space.
 
+    The one mapper of both runners. In-process it is called with a `DecodedBatch`; as a Ray
+    Data actor class it is built in the actor with `load` (a picklable factory, so the model
+    is loaded there, once, not shipped) and called with column batches (see columns.py),
+    which it converts and embeds with the same code.
+
     A model error is not a per-item failure (every later batch would fail the same way), so
-    it propagates and stops the job, which can then be resumed from its cursor.
+    it propagates and stops the job, which can then be resumed.
     """
 
-    def __init__(self, embedders: Mapping[str, EmbedFn]) -> None:
-        if not embedders:
+    def __init__(
+        self,
+        embedders: Mapping[str, EmbedFn] | None = None,
+        *,
+        load: Callable[[], Mapping[str, EmbedFn]] | None = None,
+    ) -> None:
+        if (embedders is None) == (load is None):
+            raise ValueError("give either embedders or load")
+        self.embedders = dict(embedders if embedders is not None else load())  # type: ignore[misc]
+        if not self.embedders:
             raise ValueError("at least one embed function is needed")
-        self.embedders = dict(embedders)
 
-    def __call__(self, batch: DecodedBatch[T]) -> EmbeddedBatch[T]:
+    @overload
+    def __call__(self, batch: DecodedBatch[T]) -> EmbeddedBatch[T]: ...
+    @overload
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def __call__(self, batch: Any) -> Any:
+        if not isinstance(batch, DecodedBatch):  # a Ray Data batch of columns
+            from indexer.pipeline import columns
+
+            return columns.embedded_to_columns(self.embed(columns.columns_to_decoded(batch)))
+        return self.embed(batch)
+
+    def embed(self, batch: DecodedBatch[T]) -> EmbeddedBatch[T]:
+        """Vectors for every decoded item of `batch`, per space; failures pass through."""
         out: EmbeddedBatch[T] = EmbeddedBatch(
             keys=batch.keys,
             items=batch.items,

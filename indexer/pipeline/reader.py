@@ -9,7 +9,7 @@ exception: one bad file must not stop a job.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -60,6 +60,18 @@ class DecodedBatch(Generic[T]):
     def stacked(self, space: str) -> torch.Tensor:
         """The (n, C, H, W) batch of one space."""
         return torch.stack(self.tensors[space])
+
+    def add(self, key: int, item: T, result: Decoded | BaseException) -> None:
+        """Append one item's decode result (a failure when it is an exception)."""
+        self.last_key = key
+        if isinstance(result, BaseException):
+            self.failures.append(Failure(key, item, describe_error(result)))
+            return
+        self.keys.append(key)
+        self.items.append(item)
+        self.metas.append(result.meta)
+        for space, tensor in result.tensors.items():
+            self.tensors.setdefault(space, []).append(tensor)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -134,14 +146,20 @@ class Reader(Generic[T]):
 
     @staticmethod
     def _collect(batch: DecodedBatch[T], key: int, item: T, fut: Future[Decoded]) -> None:
-        batch.last_key = key
         try:
-            decoded = fut.result()
+            decoded: Decoded | BaseException = fut.result()
         except Exception as exc:  # noqa: BLE001 - recorded per item; the job goes on
-            batch.failures.append(Failure(key, item, describe_error(exc)))
-            return
-        batch.keys.append(key)
-        batch.items.append(item)
-        batch.metas.append(decoded.meta)
-        for space, tensor in decoded.tensors.items():
-            batch.tensors.setdefault(space, []).append(tensor)
+            decoded = exc
+        batch.add(key, item, decoded)
+
+
+def decode_batch(pairs: Iterable[tuple[int, T]], decode: Callable[[T], Decoded]) -> DecodedBatch[T]:
+    """Decode (key, item) pairs in this thread, in the order given (a Ray decode task)."""
+    batch: DecodedBatch[T] = DecodedBatch()
+    for key, item in pairs:
+        try:
+            decoded: Decoded | BaseException = decode(item)
+        except Exception as exc:  # noqa: BLE001 - recorded per item; the job goes on
+            decoded = exc
+        batch.add(key, item, decoded)
+    return batch

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from app.db import migrate
 from app.db.models import Image, Model
 from app.db.session import create_db_engine
-from indexer import load_snapshot
-from tests.app.conftest import create_keys, jpeg_bytes
+from tests.app.conftest import create_keys, index_ids, jpeg_bytes
 from tests.app.server import free_port, server_env, start_server, wait_ready
 from tests.timing import scaled
 
@@ -105,8 +104,7 @@ def test_sigkill_during_uploads(tmp_path: Path, synthetic_images) -> None:
         ).all()
         model_id = conn.scalar(sa.select(Model.id).where(Model.active.is_(True)))
     engine.dispose()
-    snap = load_snapshot(tmp_path / "index", model_id=model_id, device="cpu")
-    assert snap is not None
-    np.testing.assert_array_equal(snap[0].ids(), np.sort([r.id for r in live]))
+    indexed = index_ids(tmp_path / "index", model_id)  # FAISS: the snapshot; Milvus: collection
+    np.testing.assert_array_equal(indexed, np.sort([r.id for r in live]))
     files = {p.stem for p in (tmp_path / "storage").glob("??/??/*")}
     assert files == {r.sha256 for r in live}

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from indexer import PAD_ID, FaissIndex, VectorIndex
+from indexer import PAD_ID, FaissIndex, IdFilter, VectorIndex
 from tests.indexer.conftest import clustered
 from tests.timing import scaled
 
@@ -246,3 +246,105 @@ def test_search_threads_cap_holds_only_during_the_search(make_index, vectors) ->
     assert inside == [1] and out["after"] == 3
     for got, want in zip(out["capped"], out["free"], strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# -- id filters ---------------------------------------------------------------------------
+def _truth(x: np.ndarray, ids: np.ndarray, queries: np.ndarray, allowed: np.ndarray, k: int):
+    keep = np.isin(ids, allowed)
+    order = np.argsort(-(queries @ x[keep].T), axis=1, kind="stable")[:, :k]
+    return ids[keep][order]
+
+
+@pytest.mark.parametrize(
+    ("kw", "path"),
+    [
+        ({"hnsw_threshold": 10**9}, "flat-selector"),
+        ({"hnsw_threshold": 0}, "hnsw-exact-scan"),
+        ({"hnsw_threshold": 0, "exact_filter_limit": 0}, "hnsw-graph"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_filtered_search_returns_only_allowed_ids(kw: dict, path: str) -> None:
+    """Each compile path of an IdFilter: equal to brute force over the allowed ids (flat and
+    the exact scan), recall@10 >= 0.95 on the graph walk; tombstones never come back."""
+    x = clustered(3000, 32, seed=4)
+    queries = clustered(40, 32, seed=4, points=5)
+    ids = np.arange(3000) * 2 + 1
+    index = FaissIndex(32, device="cpu", compact_ratio=10.0, **kw)
+    index.add(ids, x)
+    index.remove(ids[:30])  # tombstones on HNSW
+    allowed = np.random.default_rng(1).choice(ids[30:], 1500, replace=False)
+    flt = IdFilter.of(np.r_[allowed, ids[:30]])  # naming removed ids changes nothing
+    graph = path == "hnsw-graph"
+    if index.kind == "hnsw":
+        assert (index._store.filtered_ef(len(flt), 10) is not None) == graph
+    _, found = index.search(queries, 10, allowed=flt)
+    want = _truth(x, ids, queries, allowed, 10)
+    assert np.isin(found, allowed).all()
+    if graph:
+        rec = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, want, strict=True)])
+        assert rec >= 0.95
+    else:
+        assert found.tolist() == want.tolist()
+
+
+def test_sparse_filter_on_hnsw_is_scanned_exactly_not_walked() -> None:
+    """A filter too sparse for the ef cap takes the exact scan even above the size limit."""
+    index = FaissIndex(8, device="cpu", hnsw_threshold=0, exact_filter_limit=10, filter_ef_cap=256)
+    index.add(np.arange(2000), clustered(2000, 8, seed=2))
+    store = index._store
+    assert store.filtered_ef(1000, 10) == 256  # 128 * 2000 / 1000
+    assert store.filtered_ef(500, 10) is None  # would need ef 512 > cap
+    assert store.filtered_ef(10, 10) is None  # within the exact limit
+
+
+def test_filter_smaller_than_k_pads_and_empty_filter_finds_nothing(make_index, vectors) -> None:
+    index = make_index()
+    x = vectors(50)
+    index.add(np.arange(50), x)
+    scores, found = index.search(x[:2], 5, allowed=IdFilter.of([3, 9, 999]))
+    assert sorted(found[0, :2].tolist()) == [3, 9] and (found[:, 2:] == PAD_ID).all()
+    assert np.isneginf(scores[:, 2:]).all()
+    assert (index.search(x[:2], 5, allowed=IdFilter.of([]))[1] == PAD_ID).all()
+    with pytest.raises(TypeError, match="IdFilter"):
+        index.search(x[:1], 5, allowed=[3, 9])
+
+
+def test_filtered_search_survives_the_torch_utils_patch(make_index, vectors) -> None:
+    """faiss.contrib.torch_utils replaces search with one that drops search parameters."""
+    import faiss.contrib.torch_utils  # noqa: F401 - the global patch under test
+
+    index = make_index()
+    x = vectors(100)
+    index.add(np.arange(100), x)
+    _, found = index.search(x[:5], 3, allowed=IdFilter.of([7, 8, 9]))
+    assert set(found.ravel().tolist()) <= {7, 8, 9}
+
+
+def test_id_filter_is_frozen_sorted_and_unique() -> None:
+    flt = IdFilter.of(np.array([9, 3, 9, 4], dtype=np.int32))
+    assert flt.ids.dtype == np.int64 and flt.ids.tolist() == [3, 4, 9] and len(flt) == 3
+    assert 4 in flt and 5 not in flt and "4" not in flt
+    with pytest.raises(ValueError):
+        flt.ids[0] = 1
+    assert flt == IdFilter.of([4, 3, 9]) and list(flt.chunks(2))[1].tolist() == [9]
+    assert flt.mask(np.array([1, 3, 9])).tolist() == [False, True, True]
+    for bad in ([-1], [1.5], [[1, 2]]):
+        with pytest.raises(ValueError):
+            IdFilter.of(bad)
+    with pytest.raises(TypeError):
+        IdFilter(np.array([1, 2]))
+
+
+def test_gpu_flat_filter_path_scans_the_allowed_vectors_exactly() -> None:
+    """faiss GPU indexes take no selector; their path (gather + exact scan) runs here on a CPU
+    index by flagging the store as GPU-placed (the path only reconstructs by id)."""
+    x = clustered(500, 16, seed=6)
+    ids = np.arange(500) * 5
+    index = FaissIndex(16, device="cpu", hnsw_threshold=10**9)
+    index.add(ids, x)
+    index._store.device = "gpu"
+    allowed = ids[::7]
+    scores, found = index.search(x[:20], 4, allowed=IdFilter.of(np.r_[allowed, 1]))
+    assert found.tolist() == _truth(x, ids, x[:20], allowed, 4).tolist()
+    np.testing.assert_allclose(scores[:, 0], np.max(x[:20] @ x[::7].T, axis=1), atol=1e-5)
