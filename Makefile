@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 services:
 	@scripts/ensure-services.sh
 	@scripts/ensure-test-tools.sh
+	@scripts/ensure-axe.sh
 
 run: venv
 	@$(BIN)/endoseek migrate

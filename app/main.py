@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from app.api import errors
-from app.api.deps import RateLimiter
+from app.api.deps import rate_limiter_for
 from app.api.limits import BodyLimit
 from app.api.routes import (
     dicomweb,
@@ -23,6 +23,7 @@ from app.api.routes import (
     jobs,
     models,
     procedures,
+    quality,
     search,
     segments,
     videos,
@@ -31,6 +32,7 @@ from app.api.schemas import Problem
 from app.dicom.spool_worker import SpoolWorker
 from app.services.ingest_hooks import IngestHook
 from app.services.job_threads import threads_of
+from app.services.leader import Leadership
 from app.services.model_switch import ModelWatcher
 from app.services.runtime import Runtime
 from app.settings import Settings, get_settings
@@ -70,25 +72,50 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     rt.hooks.extend(_hooks(rt))
     app.state.embedder = rt.embedder
     app.state.job_threads = threads = threads_of(rt)
-    watcher = ModelWatcher(rt, rt.settings.model_check_interval_s)
+    watcher = ModelWatcher(rt, rt.settings.model_check_interval_s)  # every worker: own check
     watcher.start()
-    if rt.settings.jobs_auto_resume:
-        threads.resume_interrupted()
-    await run_in_threadpool(videos.on_start, rt)  # retention, leftovers, queued video jobs
     app.state.spool_worker = spool_worker = SpoolWorker(rt)  # C-STORE spool -> ingest
-    spool_worker.start()
-    receiver = None
+    singletons = _Singletons(rt, spool_worker)
+    leadership = Leadership(rt.settings.index_dir / "leader.lock")
     try:
-        if rt.settings.dicom_listen:  # a failure here (port taken, bad TLS files) stops all
-            receiver = await run_in_threadpool(_start_receiver, rt, spool_worker)
+        if leadership.try_acquire():  # one worker (or the only one) runs the singletons
+            await run_in_threadpool(singletons.start)  # a failure here (port taken) stops all
+        else:
+            log.info("another worker runs the DICOM receiver, spool and job resume")
+            leadership.wait_in_background(singletons.start)
         yield
     finally:
-        if receiver is not None:
-            await run_in_threadpool(receiver.shutdown)
-        await run_in_threadpool(spool_worker.stop)
+        leadership.stop_trying()
+        await run_in_threadpool(singletons.stop)
+        leadership.release()
         threads.shutdown()
         watcher.stop()
         await run_in_threadpool(rt.stop)
+
+
+class _Singletons:
+    """What runs once per installation, in the elected worker (app/services/leader.py)."""
+
+    def __init__(self, rt: Runtime, spool_worker: SpoolWorker) -> None:
+        self.rt, self.spool_worker = rt, spool_worker
+        self.receiver: DicomReceiver | None = None
+        self.started = False
+
+    def start(self) -> None:
+        rt = self.rt
+        self.started = True
+        if rt.settings.jobs_auto_resume:
+            threads_of(rt).resume_interrupted()
+        videos.on_start(rt)  # retention, leftovers, queued video jobs
+        self.spool_worker.start()
+        if rt.settings.dicom_listen:
+            self.receiver = _start_receiver(rt, self.spool_worker)
+
+    def stop(self) -> None:
+        if self.receiver is not None:
+            self.receiver.shutdown()
+        if self.started:
+            self.spool_worker.stop()
 
 
 def _start_receiver(rt: Runtime, worker: SpoolWorker) -> DicomReceiver:
@@ -117,9 +144,20 @@ def create_app(settings: Settings | None = None, *, with_ui: bool = True) -> Fas
     app.state.settings = settings
     app.state.sessions = rt.sessions
     app.state.storage = rt.storage
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = rate_limiter_for(settings)  # shared via Redis when set
     errors.install(app)
-    routes = (health, procedures, images, search, models, jobs, documentation, videos, segments)
+    routes = (
+        health,
+        procedures,
+        images,
+        search,
+        models,
+        jobs,
+        documentation,
+        quality,
+        videos,
+        segments,
+    )
     for module in routes:
         app.include_router(module.router)
     app.include_router(dicomweb.router)  # STOW-RS (app/dicom/stow.py)

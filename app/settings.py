@@ -65,6 +65,29 @@ class Settings(BaseSettings):
     # use the cores; one thread per query avoids oversubscription (indexer/faiss_index.py).
     index_search_threads: int = Field(default=1, ge=0)
     snapshot_interval_s: float = Field(default=300.0, gt=0)
+    # Vector engine (indexer/backends.py, docs/deploy.md "Several workers"): "faiss" lives in
+    # the serving process (one worker); "milvus" is shared by every worker: milvus_uri is a
+    # local path (Milvus Lite, one process; default: <index_dir>/milvus.db) or a server URL
+    # (http[s]://host:19530) with milvus_token ("user:password" or an API key) and milvus_tls.
+    vector_backend: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str = ""
+    milvus_token: SecretStr | None = None
+    milvus_tls: bool = False  # TLS to the server (implied by an https:// URI)
+    milvus_tls_ca: Path | None = None  # CA file of the server's certificate (default: system)
+    milvus_prefix: str = Field(default="endoseek", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+    milvus_index: Literal["FLAT", "HNSW"] = "FLAT"  # of a new collection; FLAT is exact
+    # Consistency of searches (writes, counts and reconciliation stay Strong). Strong costs a
+    # wait for the server's time tick on every search (~200 ms on Milvus 2.3 defaults,
+    # docs/benchmarks.md); Bounded answers at once but may miss images written in the last
+    # seconds by another worker.
+    milvus_search_consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
+    # A filtered search hands the index the allowed ids (from SQL: exact) when they are at
+    # most this many; beyond it the search over-fetches and filters (app/services/search.py).
+    search_filter_max_ids: int = Field(default=100_000, gt=0)
+    workers: int = Field(default=1, ge=1, le=64)  # `serve` processes behind one port
+    # Rate limits shared by every worker through Redis (redis://127.0.0.1:6379/0); empty: each
+    # process counts on its own (fine with one worker).
+    redis_url: SecretStr | None = None
     model_check_interval_s: float = Field(default=5.0, gt=0)  # notice re-index flips by others
     jobs_auto_resume: bool = False  # resume interrupted batch jobs when the server starts
     thumbnail_size: int = Field(default=256, gt=0)
@@ -137,6 +160,30 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=0, ge=0)  # per API key; 0 = unlimited
     log_level: str = "INFO"
+
+    # Staff accounts and UI sessions (app/accounts, app/ui/sessions.py, docs/accounts.md).
+    ui_idle_timeout_s: float = Field(default=30 * 60.0, gt=0)  # signed out after this idle
+    ui_absolute_timeout_s: float = Field(default=10 * 3600.0, gt=0)  # and after this at most
+    login_max_failures: int = Field(default=5, ge=1)  # per account within the window: locked
+    login_lockout_s: float = Field(default=15 * 60.0, gt=0)  # window and lock length
+    login_ip_failures_per_minute: int = Field(default=20, ge=1)  # per client address
+    password_min_length: int = Field(default=12, ge=8)
+    # LDAP / Active Directory sign-in (app/accounts/ldap.py); empty ldap_url: local accounts
+    # only. ldap://host:389 (+ ldap_start_tls) or ldaps://host:636; certificates are checked
+    # against ldap_ca_file (else the system store).
+    ldap_url: str = ""
+    ldap_start_tls: bool = False
+    ldap_ca_file: Path | None = None
+    ldap_bind_dn: str = ""  # service account that finds users (empty: anonymous search)
+    ldap_bind_password: SecretStr | None = None
+    ldap_user_base: str = ""
+    ldap_user_filter: str = "(uid={username})"  # AD: (sAMAccountName={username})
+    ldap_group_base: str = ""  # empty: only the user's memberOf attribute
+    ldap_group_filter: str = "(|(member={dn})(uniqueMember={dn})(memberUid={username}))"
+    # group DN or cn -> viewer | reviewer | admin (JSON); the highest mapped role wins, a user
+    # in no mapped group cannot sign in
+    ldap_group_roles: dict[str, str] = Field(default_factory=dict)
+    ldap_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator(
         "cors_origins",

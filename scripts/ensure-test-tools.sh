@@ -19,6 +19,11 @@ declare -A tools=(
     [/usr/sbin/Orthanc]=orthanc
     [/usr/share/orthanc/plugins/libOrthancDicomWeb.so]=orthanc-dicomweb
     [openssl]=openssl  # TLS certificates for the DICOM receiver's TLS tests
+    [npm]=npm  # scripts/ensure-axe.sh installs axe-core (accessibility audits) with it
+    # OpenLDAP for directory sign-in tests (tests/ldap_server.py starts slapd on loopback
+    # ports from a generated config; the Debian service itself is never started)
+    [/usr/sbin/slapd]=slapd
+    [ldapsearch]=ldap-utils
 )
 
 missing=()

@@ -321,7 +321,9 @@ def demo(
     if result.key:
         typer.echo("QA key (scopes search, ingest, label; shown once, keep it private):")
         typer.echo(f"  {result.key}")
-    typer.echo(f"Open http://{settings.host}:{settings.port}/ui/ and sign in with that key.")
+    base = f"http://{settings.host}:{settings.port}/ui"
+    typer.echo(f"Open {base}/ and sign in with that key; {base}/gallery shows the reference")
+    typer.echo("gallery, why items are missing and the photos worth labelling next.")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from app.cli.lazy import LazyVerb, lazy_group
 # line of the target's help (tests/app/test_import_boundary.py checks it).
 VERBS = (
     LazyVerb("keys", "app.cli.keys:app", "Manage API keys."),
+    LazyVerb("users", "app.cli.users:app", "Manage staff accounts (web UI sign-in)."),
     LazyVerb(
         "import",
         "app.cli.jobs:import_cmd",
@@ -28,6 +29,11 @@ VERBS = (
         "Re-embed every photo with BUNDLE, then make it the active model (zero downtime).",
     ),
     LazyVerb("jobs", "app.cli.jobs:jobs_app", "Batch jobs: list, show, resume."),
+    LazyVerb(
+        "index",
+        "app.cli.index:app",
+        "The vector index: rebuild it from the database, show its state.",
+    ),
     LazyVerb(
         "video",
         "app.cli.video:video_app",
@@ -101,16 +107,30 @@ def serve(
     host: str | None = typer.Option(None, help="Default: ENDOSEEK_HOST (127.0.0.1)."),
     port: int | None = typer.Option(None, help="Default: ENDOSEEK_PORT (8000)."),
     announce: bool = typer.Option(False, help="Print the URL and, on first start, an admin key."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="Processes behind the port (default ENDOSEEK_WORKERS, 1); more than one needs "
+        "ENDOSEEK_VECTOR_BACKEND=milvus with a server (docs/deploy.md).",
+    ),
 ) -> None:
-    """Run the HTTP service (one process: it owns the index)."""
+    """Run the HTTP service (one process by default; --workers N with a shared index)."""
     import uvicorn
 
+    from app.cli import serving
     from app.cli.keys import ensure_admin_key
     from app.main import create_app
     from app.settings import get_settings
 
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
+    workers = workers or settings.workers
+    try:
+        for warning in serving.check_workers(settings, workers):
+            typer.echo(f"warning: {warning}", err=True)
+    except serving.WorkersRefusedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -123,12 +143,16 @@ def serve(
     from app.api.server_options import uvicorn_options
 
     logsafe.install()  # no query strings (patient identifiers) in access lines
+    options = uvicorn_options(settings)  # slow and stuck clients: docs/deploy.md
+    if workers > 1:
+        serving.run_workers(host, port, workers, settings, **options)
+        return
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        **uvicorn_options(settings),  # slow and stuck clients: docs/deploy.md
+        **options,
     )
 
 

@@ -230,14 +230,70 @@ class AuditEvent(Base):
     """Who did what to which object, when (no patient data, no keys)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (sa.Index(None, "at"), sa.Index(None, "key_id"))
+    __table_args__ = (sa.Index(None, "at"), sa.Index(None, "key_id"), sa.Index(None, "user_id"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     key_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)  # a staff account (app/accounts)
     action: Mapped[str] = mapped_column(sa.String(64))
     target: Mapped[str | None] = mapped_column(sa.String(256))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class User(Base):
+    """A staff account (app/accounts): local (argon2 hash) or from the directory (LDAP, no
+    hash kept). `role` maps to API scopes (app/accounts/roles.py)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(sa.String(128), unique=True)  # lower-cased
+    display_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    role: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(16), default="local")  # local | ldap
+    password_hash: Mapped[str | None] = mapped_column(sa.String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    password_changed_at: Mapped[datetime | None]
+    last_sign_in_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+
+
+class UiSessionRow(Base):
+    """A signed-in browser (app/ui/sessions.py): only a hash of the cookie's random id is kept,
+    so every server process sharing the database accepts it and a restart keeps it."""
+
+    __tablename__ = "ui_sessions"
+    __table_args__ = (
+        sa.Index(None, "user_id"),
+        sa.Index(None, "key_id"),
+        sa.Index(None, "seen_at"),
+    )
+
+    id_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    key_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("api_keys.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(sa.String(200))
+    scopes: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    csrf: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per account or client address, shared by every server process:
+    too many within `window` lock the key until `locked_until` (app/accounts/lockout.py).
+    Keys are hashed: a password typed into the user field is never stored."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    window_start: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
 
 
 class Video(Base):

@@ -174,22 +174,50 @@ def fit_calibration(
         open_set=open_set,
         reaches=reaches,
     )
+    meta = {
+        "n_gallery": len(gallery_labels),
+        "n_heldout": n_heldout,
+        "open_set": open_set,
+        "vote_within_reach": bool(standards),
+    }
+    return calibration_from_votes(
+        closed,
+        opened,
+        gallery_labels,
+        query_labels,
+        model_id=model_id,
+        vote_config=vote_config,
+        target_precision=target_precision,
+        uncertain_precision=uncertain_precision,
+        meta=meta,
+    )
+
+
+def calibration_from_votes(
+    closed: Votes,
+    opened: Votes | None,
+    gallery_labels: Sequence[str],
+    vote_labels: Sequence[str],
+    *,
+    model_id: str,
+    vote_config: VoteConfig,
+    target_precision: float,
+    uncertain_precision: float,
+    meta: dict,
+) -> tuple[Calibration, list[LabelCurve]]:
+    """Thresholds of every gallery label from held-out votes (`vote_labels`: the true label
+    of each vote), however the votes were made (one split, or folds of the gallery)."""
     entries, curves = {}, []
     for label in sorted(set(gallery_labels)):
-        support = sum(1 for truth in query_labels if truth == label)
+        support = sum(1 for truth in vote_labels if truth == label)
         entry, curve = fit_label(
             label, closed, opened, support, target_precision, uncertain_precision
         )
         entries[label] = entry
         if curve is not None:
             curves.append(curve)
-    meta = {
-        "n_gallery": len(gallery_labels),
-        "n_heldout": n_heldout,
-        "open_set": open_set,
-        "heldout_accuracy": float(closed.correct.mean()) if len(closed.correct) else None,
-        "vote_within_reach": bool(standards),
-    }
+    accuracy = float(closed.correct.mean()) if len(closed.correct) else None
+    meta = {**meta, "heldout_accuracy": accuracy}
     calibration = Calibration(
         model_id, target_precision, uncertain_precision, vote_config, entries, meta
     )

@@ -95,14 +95,27 @@ def uncertain_reason(
     return Reason("below_threshold", f"Score {score:.2f} is below the threshold {threshold:.2f}.")
 
 
-def missing_reason(labels: tuple[str, ...], references: Mapping[str, int] | None = None) -> Reason:
+def missing_reason(
+    labels: tuple[str, ...],
+    references: Mapping[str, int] | None = None,
+    runner_up: Prediction | None = None,
+) -> Reason:
     """No photo voted for any of `labels`: say so, and say when no reference photo of them
-    exists at all (then no photo ever can be, until QA staff label some)."""
+    exists at all (then no photo ever can be, until QA staff label some), or which photo came
+    closest (`runner_up`: a vote whose second label is one of `labels`)."""
     names = " or ".join(labels)
     if references is not None and not any(references.get(label, 0) for label in labels):
         return Reason(
             "no_references",
             f"No reference photos of {names} yet, so no photo can be recognised as it: "
             "label some reference photos (or label this procedure's photo by hand).",
+        )
+    if runner_up is not None and runner_up.second_label in labels:
+        return Reason(
+            "no_candidate",
+            f"No photo of this procedure was voted {names}; the closest was voted "
+            f"{runner_up.label} {runner_up.score:.2f} with {runner_up.second_label} "
+            f"{runner_up.second_score:.2f} second: if it shows {runner_up.second_label}, "
+            "label it.",
         )
     return Reason("no_candidate", f"No photo of this procedure was voted {names}.")

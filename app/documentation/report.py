@@ -175,16 +175,24 @@ def _best(accepted: list[Evidence], quality: Quality | None) -> Evidence:
     return max(tied, key=lambda ev: quality(ev.image_id))  # max keeps the first of equals
 
 
+def _runner_up(votes: Sequence[Prediction], labels: tuple[str, ...]) -> Prediction | None:
+    """The vote with one of `labels` as its strongest second label (explains "missing")."""
+    seconds = [v for v in votes if v.second_label in labels]
+    return max(seconds, key=lambda v: v.second_score) if seconds else None
+
+
 def _result(
     requirement: Requirement,
     evidence: Sequence[Evidence],
     policy: ThresholdPolicy,
     quality: Quality | None,
     references: Mapping[str, int] | None,
+    votes: Sequence[Prediction] = (),
 ) -> RequirementResult:
     accepted = [ev for ev in evidence if ev.label in requirement.labels]
     if not accepted:
-        reason = missing_reason(requirement.labels, references)
+        close = _runner_up(votes, requirement.labels)
+        reason = missing_reason(requirement.labels, references, close)
         return RequirementResult(requirement, "missing", None, reason)
     best = _best(accepted, quality)
     if best.status == "documented":
@@ -207,9 +215,20 @@ def documentation_report(
     `references` (reference photos per label) lets "uncertain" say when there are too few.
     """
     evidence = [ev for image in images for ev in image_evidence(image, policy)]
+    # fresh votes of photos that count through their prediction (no human label, no still)
+    votes = [
+        image.vote
+        for image in images
+        if image.vote is not None
+        and not image.picks
+        and not any(lab.source in _HUMAN for lab in image.labels)
+    ]
     return DocumentationReport(
         standard,
-        tuple(_result(req, evidence, policy, quality, references) for req in standard.requirements),
+        tuple(
+            _result(req, evidence, policy, quality, references, votes)
+            for req in standard.requirements
+        ),
     )
 
 

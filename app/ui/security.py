@@ -6,10 +6,13 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-from app.db.models import ApiKey
+from app.accounts.roles import scopes_for
+from app.db.models import ApiKey, User
+from app.services import audit
 from app.ui.context import UiContext, ui_context
-from app.ui.sessions import UiSession
+from app.ui.sessions import SessionStore, UiSession
 
 COOKIE = "endoseek_ui"
 PRE_COOKIE = "endoseek_ui_pre"  # double-submit token of the sign-in form (before a session)
@@ -34,9 +37,26 @@ class CsrfFailed(Exception):
     """A state-changing request without the session's CSRF token (answered with 403)."""
 
 
-def _key_is_live(ctx: UiContext, user: UiSession) -> bool:
-    """Re-check the key row on every request: a revoked key ends its UI sessions at once."""
+def session_store(ctx: UiContext) -> SessionStore:
+    """The app's session store, bound to its database and timeouts on first use."""
+    store = ctx.store
+    if not store.bound:
+        settings = ctx.settings
+        store.bind(ctx.db, settings.ui_idle_timeout_s, settings.ui_absolute_timeout_s)
+    return store
+
+
+def _is_live(ctx: UiContext, user: UiSession) -> bool:
+    """Re-check the key or account on every request: a revoked key or a disabled account ends
+    its sessions at once, a changed role or key scopes apply at once."""
     with ctx.db() as db:
+        if user.user_id is not None:
+            account = db.get(User, user.user_id)
+            if account is None or account.disabled_at is not None:
+                return False
+            user.scopes = scopes_for(account.role)
+            user.name = account.display_name or account.username
+            return True
         row = db.get(ApiKey, user.key_id)
         if row is None or row.revoked_at is not None:
             return False
@@ -44,15 +64,30 @@ def _key_is_live(ctx: UiContext, user: UiSession) -> bool:
         return True
 
 
-def current_user(request: Request) -> UiSession:
-    """The signed-in session of this browser, or SignInRequired."""
+def _load_user(request: Request) -> UiSession | None:
     ctx = ui_context(request)
-    user = ctx.store.get(request.cookies.get(COOKIE))
+    store = session_store(ctx)
+    user = store.get(request.cookies.get(COOKIE))
+    if user is None:
+        return None
+    if not _is_live(ctx, user):
+        if user.user_id is not None:
+            store.drop_user(user.user_id)
+        elif user.key_id is not None:
+            store.drop_key(user.key_id)
+        return None
+    return user
+
+
+async def current_user(request: Request) -> UiSession:
+    """The signed-in session of this browser, or SignInRequired. Async so that the audit
+    actor it binds (the user or key) holds for the rest of the request; the database work
+    runs in a worker thread."""
+    cached = getattr(request.state, "ui_user", None)
+    user = cached if isinstance(cached, UiSession) else await run_in_threadpool(_load_user, request)
     if user is None:
         raise SignInRequired()
-    if not _key_is_live(ctx, user):
-        ctx.store.drop_key(user.key_id)
-        raise SignInRequired()
+    audit.bind_actor(key_id=user.key_id, user_id=user.user_id)
     request.state.ui_user = user
     return user
 

@@ -9,6 +9,7 @@ procedures must be complete or one item short, every gap explained.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,3 +131,40 @@ def test_demo_refuses_an_archive_with_real_procedures(tmp_path: Path) -> None:
     with pytest.raises(RealArchiveError, match="1 real procedure"):
         seed_demo(settings)
     assert not settings.calibration_path.exists()  # nothing of the hospital's was touched
+
+
+def test_labels_outside_the_vocabulary_are_refused_with_the_vocabulary(demo: Demo) -> None:
+    pid = demo.result.procedures[0]
+    r = demo.client.get(f"/v1/procedures/{pid}/documentation", headers=demo.headers)
+    image_id = next(i["best"]["image_id"] for i in r.json()["requirements"] if i.get("best"))
+    for bad in ("zline", "retroflex", "unrecognised"):
+        r = demo.client.put(
+            f"/v1/images/{image_id}/label", json={"label": bad}, headers=demo.headers
+        )
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["code"] == "invalid_label"
+    r = demo.client.put(
+        f"/v1/images/{image_id}/label", json={"label": "zline"}, headers=demo.headers
+    )
+    assert "vocabulary" in r.json()["detail"] and "retroflex-stomach" in r.json()["detail"]
+
+
+def test_the_checklist_page_explains_every_gap_and_links_the_gallery(demo: Demo) -> None:
+    client = demo.client
+    page = client.get("/ui/sign-in").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/ui/sign-in", data={"api_key": demo.result.key, "csrf_token": token})
+    gaps = 0
+    for pid in demo.result.procedures:
+        html = client.get(f"/ui/procedures/{pid}").text
+        items = re.findall(r'<li class="check check-\w+"(.*?)</li>', html, re.S)
+        for body in items:
+            status = re.search(r'data-status="(\w+)"', body).group(1)
+            if status == "documented":
+                continue
+            gaps += 1
+            assert 'class="check-reason"' in body, body
+            assert 'href="/ui/gallery/' in body, body
+    assert gaps >= 3  # the demo's missing retroflexed views, at least
+    gallery = client.get("/ui/gallery").text
+    assert 'data-label="retroflex-stomach" data-status="no_references"' in gallery

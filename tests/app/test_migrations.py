@@ -25,6 +25,9 @@ TABLES = {
     "video_frames",
     "video_images",
     "video_segments",
+    "users",
+    "ui_sessions",
+    "login_throttle",
 }
 
 

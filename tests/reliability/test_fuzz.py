@@ -37,6 +37,14 @@ CHECKS = [
     response_schema_conformance,
 ]
 _HEADERS: dict[str, str] = {}
+# Operations that render a document (a PDF report, a PNG plot) cost ~1 s of CPU per valid case;
+# their parameters are the same as the JSON summary's, which gets the full example count.
+RENDERING_SUFFIXES = (".pdf", ".png")
+RENDERING_EXAMPLES = 20
+# The quality dashboard judges every procedure of the range per request; its four operations
+# share one parameter set, so a smaller count each still covers it.
+DASHBOARD_PREFIX = "/v1/quality/"
+DASHBOARD_EXAMPLES = 50
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +87,13 @@ def test_api_conforms_and_never_errors(api_schema) -> None:
 
         @given(case=op.as_strategy())
         @settings(
-            max_examples=examples,
+            max_examples=(
+                min(examples, RENDERING_EXAMPLES)
+                if op.path.endswith(RENDERING_SUFFIXES)
+                else min(examples, DASHBOARD_EXAMPLES)
+                if op.path.startswith(DASHBOARD_PREFIX)
+                else examples
+            ),
             deadline=None,
             suppress_health_check=list(HealthCheck),
             derandomize=True,

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from app.cli.demo import LANDMARKS, PROCEDURES, _images
 from app.db.models import Job, Procedure
 from app.db.session import create_db_engine, create_session_factory
+from tests.ui.conftest import sign_in_with_key
 
 pytestmark = pytest.mark.browser
 # The README's screenshots are refreshed only on request (ENDOSEEK_UPDATE_SCREENSHOTS=1), so
@@ -53,8 +54,7 @@ def _missing_recognisable_label(page, calibration: Path) -> tuple[str, str]:  # 
 def _sign_in(page, key: str) -> None:
     page.goto("/ui/procedures")
     expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/procedures$"))
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_key(page, key)
     expect(page).to_have_url(re.compile(r"/ui/procedures$"))
 
 
@@ -120,7 +120,7 @@ def test_qa_flow(page, server, archive, tmp_path) -> None:
     target = page.locator(f'#checklist li[data-requirement="{other}"]')
     expect(target).to_have_attribute("data-status", "missing")
     card = page.locator("#photos li").first
-    card.get_by_placeholder("landmark").fill(other)
+    card.get_by_label(re.compile(r"^Reference landmark for photo")).select_option(other)
     card.get_by_role("button", name="Mark reference").click()
     expect(target).to_have_attribute("data-status", "documented")
     expect(page.locator("#photos li").first.locator(".lbl-ref")).to_contain_text(other)

@@ -20,6 +20,7 @@ from app.ui.queries import DEMO_SOURCE
 from app.video.quality import REASONS
 from tests.app.video.factory import procedure_video
 from tests.timing import scaled
+from tests.ui.conftest import sign_in_with_key
 
 pytestmark = pytest.mark.browser
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -86,8 +87,7 @@ def test_video_flow(page, server, archive, tmp_path) -> None:  # noqa: ANN001
     clip = procedure_video(tmp_path / "procedure.mp4", SCRIPT, fps=10, size=(320, 240))
 
     page.goto(f"/ui/procedures/{pid}")
-    page.get_by_label("API key").fill(archive.key)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_key(page, archive.key)
     expect(page.locator("#videos")).to_contain_text("No videos yet.")
 
     # upload: the page of the new video follows its analysis and reloads when it is done

@@ -23,19 +23,18 @@ from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
 from app.db.migrate import upgrade
-from app.db.models import AuditEvent, Image, Job, Procedure, Video, VideoFrame, VideoImage
+from app.db.models import AuditEvent, Image, Job, Procedure, Video, VideoImage
 from app.db.session import create_db_engine, create_session_factory
 from app.services import keys
 from app.services.ingest import IngestService, Upload
 from app.ui.queries import DEMO_SOURCE
 from tests.app.video.factory import procedure_video
+from tests.ui.video_seed import SCRIPT, analysed_frames, done_video
 
 sys.path.insert(0, str(Path(__file__).parent))
 from serve import build  # noqa: E402
 
-RATE = 2.0
 # (kind, seconds): the synthetic video and the verdicts written for its frames
-SCRIPT = [("plain", 2), ("cecum", 4), ("blur", 2), ("ileum", 4)]
 PICKS = [("cecum", "cecum", 1, 3500, 0.91), ("cecum", "cecum", 2, 5500, 0.84)]
 PICKS += [("ileum", "ileum", 1, 10000, 0.77)]
 
@@ -57,31 +56,6 @@ def _key(factory, scopes: list[str]) -> str:  # noqa: ANN001
         _, key = keys.create_key(db, "ui-video-test", scopes)
         db.commit()
     return key
-
-
-def _frames(video_id: uuid.UUID) -> list[VideoFrame]:
-    """One row per grid point at RATE, with the verdict and shares of the script's interval."""
-    rows, t = [], 0.0
-    for kind, seconds in SCRIPT:
-        end = t + seconds
-        while t < end - 1e-9:
-            index = round(t * RATE)
-            bad = kind == "blur"
-            labels = [] if bad or kind == "plain" else [[kind, 0.9], ["polyp", 0.1]]
-            rows.append(
-                VideoFrame(
-                    video_id=video_id,
-                    index=index,
-                    t_ms=round(t * 1000),
-                    ok=not bad,
-                    reason="blur" if bad else None,
-                    quality=0.2 if bad else 0.8,
-                    features={"sharpness": 0.1 if bad else 0.7},
-                    labels=labels,
-                )
-            )
-            t += 1 / RATE
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -125,33 +99,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             (video_dir / "ab").mkdir(parents=True, exist_ok=True)
             shutil.copy(clip.path, video_dir / "ab" / "clip.mp4")
             with factory() as db:
-                video = Video(
-                    procedure_id=pid,
-                    sha256="ab" * 32,
-                    container="mp4",
-                    codec="h264",
-                    width=320,
-                    height=240,
-                    fps=10.0,
-                    duration_s=12.0,
-                    bytes=clip.path.stat().st_size,
-                    file_key="ab/clip.mp4",
-                    status="done",
-                    finished_at=datetime.now(UTC),
-                    analysis={
-                        "config": {
-                            "rate": RATE,
-                            "smooth_s": 2.0,
-                            "k": 3,
-                            "min_score": 0.5,
-                            "standard": "landmarks-colonoscopy",
-                        },
-                        "missing": ["retroflex-rectum"],
-                    },
+                video = done_video(
+                    pid, sha256="ab" * 32, file_key="ab/clip.mp4", size=clip.path.stat().st_size
                 )
                 db.add(video)
                 db.flush()
-                db.add_all(_frames(video.id))
+                db.add_all(analysed_frames(video.id))
                 for requirement, label, rank, t_ms, score in PICKS:
                     uid = stills[(requirement, rank)]
                     image_id = db.scalar(sa.select(Image.id).where(Image.uid == uid))

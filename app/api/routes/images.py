@@ -98,7 +98,8 @@ def _set_label(
     try:
         labels.set_label(session, img, label, reference=reference, key_id=key_id)
     except labels.LabelError as exc:
-        raise ProblemError(422, "invalid_label", str(exc)) from exc
+        extra = {"vocabulary": list(exc.vocabulary)} if exc.vocabulary else {}
+        raise ProblemError(422, "invalid_label", str(exc), **extra) from exc
     session.commit()
     return image_out(img, svc.labels_of(session, [img.id])[img.id])
 

@@ -33,10 +33,21 @@ function setupDropzones() {
   });
 }
 
-// Selects marked data-autosubmit submit their form on change (e.g. the standard picker).
+// Selects marked data-autosubmit (e.g. the standard picker) submit their form when an option
+// is picked with the pointer. From the keyboard the arrow keys only move the choice (WCAG
+// 3.2.2: no page change on input) and Enter, or the form's Show button, applies it.
 function setupAutosubmit() {
   document.querySelectorAll("select[data-autosubmit]").forEach((sel) => {
-    sel.addEventListener("change", () => sel.form.submit());
+    let keyboard = false;
+    sel.addEventListener("pointerdown", () => { keyboard = false; });
+    sel.addEventListener("keydown", (e) => {
+      keyboard = true;
+      if (e.key === "Enter") {
+        e.preventDefault();
+        sel.form.submit();
+      }
+    });
+    sel.addEventListener("change", () => { if (!keyboard) sel.form.submit(); });
   });
 }
 
@@ -179,10 +190,41 @@ function clock(seconds) {
   return m + ":" + (s < 10 ? "0" : "") + s;
 }
 
+// Guided labelling: in a [data-labelling] list, J / K move between photos and a label's key
+// (shown in each photo's list as [key]) labels the photo that holds the focus at once.
+function setupLabelShortcuts() {
+  const lists = document.querySelectorAll("[data-labelling]");
+  if (!lists.length) return;
+  const cards = () => Array.from(document.querySelectorAll("[data-labelling] > li"));
+  cards().forEach((card) => { if (!card.hasAttribute("tabindex")) card.tabIndex = -1; });
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const el = document.activeElement;
+    if (el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT")) return;
+    const card = el && el.closest ? el.closest("[data-labelling] > li") : null;
+    const all = cards();
+    const key = e.key.toLowerCase();
+    if (key === "j" || key === "k") {
+      const at = card ? all.indexOf(card) : -1;
+      const next = all[key === "j" ? Math.min(at + 1, all.length - 1) : Math.max(at - 1, 0)];
+      if (next) { next.focus(); next.scrollIntoView({ block: "nearest" }); e.preventDefault(); }
+      return;
+    }
+    if (!card) return;
+    const form = card.querySelector("form[data-label-form]");
+    const option = form && form.querySelector('option[data-key="' + CSS.escape(key) + '"]');
+    if (!option) return;
+    e.preventDefault();
+    form.querySelector("select").value = option.value;
+    form.submit();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupDropzones();
   setupAutosubmit();
   setupJobPolling();
   setupVideo();
   setupVideoPolling();
+  setupLabelShortcuts();
 });
