@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime as _AwareDatetime
 
 from app.db.models import PROCEDURE_CODE_PATTERN, PROCEDURE_CODE_RULE
 from app.documentation.explain import ReasonCode
@@ -17,6 +18,20 @@ from app.documentation.explain import ReasonCode
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
 
 ProcedureKind = Literal["upper_gi", "colonoscopy", "other"]
+
+
+def _utc_representable(value: datetime) -> datetime:
+    """A time the database can compare: 0001-01-01T00:00+05:00 is valid ISO 8601 but lies
+    before year 1 in UTC, and the drivers convert to UTC (OverflowError, a 500 before)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time lies outside the years 1-9999 in UTC") from None
+    return value
+
+
+#: A timezone-aware time that converts to UTC (every time the API takes).
+AwareDatetime = Annotated[_AwareDatetime, AfterValidator(_utc_representable)]
 
 
 def _pseudonymous(value: str) -> str:

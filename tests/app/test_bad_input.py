@@ -216,3 +216,17 @@ def test_unexpected_error_does_not_leak(client: TestClient, headers: dict, monke
     assert "secret" not in r.text and r.headers["content-type"].startswith(
         "application/problem+json"
     )
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_outside_utc_years_is_a_422(when: str, client: TestClient, headers: dict) -> None:
+    """Valid ISO 8601 with an offset, but before year 1 / after 9999 once in UTC: the database
+    drivers convert to UTC, which raised OverflowError (a 500 found by the API fuzzer)."""
+    r = client.get("/v1/procedures", params={"performed_from": when}, headers=headers["search"])
+    _problem(r, 422)
+    r = client.post(
+        "/v1/procedures",
+        json={"source": "t", "external_id": "utc", "performed_at": when},
+        headers=headers["ingest"],
+    )
+    _problem(r, 422)
