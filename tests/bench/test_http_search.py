@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.milvus_server import milvus_server_uri  # noqa: F401 - session fixture
 from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,13 +41,3 @@ def test_faiss_one_worker_is_measured_and_two_are_refused(tmp_path: Path) -> Non
     assert re.search(ROW.format(backend="FAISS", workers=1, procs=1), text, re.M)
     assert re.search(r"^\| FAISS .* \| 2 \| refused by design \(exit 2\)", text, re.M)
     assert "Machine: " in text and "load average" in text
-
-
-@pytest.mark.slow
-def test_milvus_server_config_is_measured(tmp_path: Path, milvus_server_uri: str) -> None:  # noqa: F811
-    # one worker: two workers over Milvus are tested in tests/app/test_workers.py; this checks
-    # the script's Milvus path (server URI, collection prefix, the consistency probe)
-    text = _run(tmp_path, "--configs", "milvus-1", "--milvus-uri", milvus_server_uri,
-                "--alone-queries", "3", "--pool", "50")  # fmt: skip
-    assert re.search(ROW.format(backend="Milvus", workers=1, procs=1), text, re.M)
-    assert re.search(r"Strong \*\*\d+\.\d ms\*\*, Session .* Bounded \*\*\d+\.\d ms\*\*", text)

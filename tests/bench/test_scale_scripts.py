@@ -50,25 +50,3 @@ def test_gpu_check_cpu_smoke_runs_every_step_and_writes_figures(tmp_path: Path) 
     assert all(rate > 0 for rate in figures["rates"].values())
     assert figures["photos"] == 16 and 0.9 < figures["cosine_pil_vs_nvjpeg"]["mean"] <= 1.0001
     assert "target 2,700: " in (tmp_path / "gpu_check.md").read_text()
-
-
-@pytest.mark.slow
-def test_reindex_benchmark_compares_ray_with_in_process(tmp_path: Path) -> None:
-    try:
-        import ray.data  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Ray Data is required in CI (pip install -e '.[dev]'): {exc}")
-        pytest.skip(reason=f"Ray Data not installed: {exc}")
-    doc = tmp_path / "benchmarks.md"
-    cmd = [sys.executable, "bench/reindex.py", "--model", "baseline", "--photos", "16",
-           "--size", "96", "--batch", "8", "--rounds", "1", "--engine", "both",
-           "--write-docs", str(doc)]  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO, env=os.environ | {"OMP_NUM_THREADS": "1"},
-                         capture_output=True, text=True, timeout=scaled(600))  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    text = doc.read_text()
-    assert "### target model: baseline, engine both" in text and "job status completed" in text
-    row = r"^\| 1 \| \d+\.\d( \| \d+\.\d \| \d+\.\d\dx \| (\d+\.\d|nan) \| \d+\.\d){2} \|$"
-    assert re.search(row, text, re.M), text
-    assert re.search(r"local \d+\.\d img/s .*ray \d+\.\d img/s", text)

@@ -28,7 +28,7 @@ from app.main import create_app
 from tests.app.conftest import create_keys, jpeg_bytes, make_settings
 
 pytestmark = pytest.mark.slow
-FUZZ_EXAMPLES = int(os.environ.get("ENDOSEEK_FUZZ_EXAMPLES", "200"))
+FUZZ_EXAMPLES = int(os.environ.get("ENDOSEEK_FUZZ_EXAMPLES", "100"))
 FUZZ_EXAMPLES_PG = int(os.environ.get("ENDOSEEK_FUZZ_EXAMPLES_PG", "40"))
 CHECKS = [
     not_a_server_error,
