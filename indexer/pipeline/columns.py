@@ -10,7 +10,7 @@ per space before the mapper and the vectors per space after it (b"" for a failur
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,20 @@ def _rows(cols: Mapping[str, np.ndarray]) -> Iterable[tuple[int, Any, Any, str, 
         yield int(key), pickle.loads(item), pickle.loads(meta), str(error), bytes(payload)
 
 
+def _unpack(
+    cols: Mapping[str, np.ndarray], out: DecodedBatch[Any] | EmbeddedBatch[Any]
+) -> Iterator[dict[str, np.ndarray]]:
+    """Fill `out`'s keys, items, metas and failures; yield each success's {space: array}."""
+    for key, item, meta, error, payload in _rows(cols):
+        if error:
+            out.failures.append(Failure(key, item, error))
+            continue
+        out.keys.append(key)
+        out.items.append(item)
+        out.metas.append(meta)
+        yield pickle.loads(payload)
+
+
 def decoded_to_columns(batch: DecodedBatch[Any]) -> Columns:
     """A decoded batch as columns; the payload is {space: (C, H, W) float array} per item."""
     spaces = list(batch.tensors)
@@ -72,14 +86,8 @@ def decoded_to_columns(batch: DecodedBatch[Any]) -> Columns:
 def columns_to_decoded(cols: Mapping[str, np.ndarray]) -> DecodedBatch[Any]:
     """Back to a DecodedBatch (no `last_key`: Ray keeps no order, so there is no cursor)."""
     out: DecodedBatch[Any] = DecodedBatch()
-    for key, item, meta, error, payload in _rows(cols):
-        if error:
-            out.failures.append(Failure(key, item, error))
-            continue
-        out.keys.append(key)
-        out.items.append(item)
-        out.metas.append(meta)
-        for space, array in pickle.loads(payload).items():
+    for arrays in _unpack(cols, out):
+        for space, array in arrays.items():
             out.tensors.setdefault(space, []).append(torch.from_numpy(array))
     return out
 
@@ -94,14 +102,8 @@ def columns_to_embedded(cols: Mapping[str, np.ndarray]) -> EmbeddedBatch[Any]:
     """Back to an EmbeddedBatch with stacked (n, dim) vectors per space."""
     out: EmbeddedBatch[Any] = EmbeddedBatch()
     rows: dict[str, list[np.ndarray]] = {}
-    for key, item, meta, error, payload in _rows(cols):
-        if error:
-            out.failures.append(Failure(key, item, error))
-            continue
-        out.keys.append(key)
-        out.items.append(item)
-        out.metas.append(meta)
-        for space, vector in pickle.loads(payload).items():
+    for vectors in _unpack(cols, out):
+        for space, vector in vectors.items():
             rows.setdefault(space, []).append(vector)
     out.vectors = {s: np.stack(v).astype(np.float32, copy=False) for s, v in rows.items()}
     return out
